@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/charmbracelet/log"
+	"github.com/spf13/cobra"
+
+	"github.com/nook-dev/nook/project"
+)
+
+// Exit codes, as Docker and Compose use them.
+const (
+	exitOK    = 0
+	exitError = 1 // the command ran and failed: bad project, missing image, ...
+	exitUsage = 2 // the command line itself is wrong
+)
+
+// globals are the flags every command takes.
+type globals struct {
+	dir      string
+	files    []string
+	profiles []string
+	debug    bool
+
+	stdout, stderr io.Writer
+	log            *log.Logger
+}
+
+// loadOptions says which project the global flags point at.
+func (g *globals) loadOptions() project.Options {
+	return project.Options{Dir: g.dir, Files: g.files, Profiles: g.profiles}
+}
+
+// storeRoot is where nook keeps images and containers: $NOOK_ROOT, else
+// $XDG_DATA_HOME/nook, else ~/.local/share/nook.
+func storeRoot() (string, error) {
+	if r := os.Getenv("NOOK_ROOT"); r != "" {
+		return filepath.Abs(r)
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "nook"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find store: %w (set NOOK_ROOT)", err)
+	}
+	return filepath.Join(home, ".local", "share", "nook"), nil
+}
+
+// run executes the command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	ranCommand := false
+	root := &cobra.Command{
+		Use:           "nook",
+		Short:         "Rootless, daemonless containers for your dev loop",
+		Long:          "nook builds images as content-addressed layers and runs containers without root or a daemon.\nA project folder's nook.toml says what to build and run; `nook up --watch` keeps it running as you edit.",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Flags and arguments parsed: from here on an error is the
+			// command's, not the command line's.
+			ranCommand = true
+			level := log.InfoLevel
+			if g.debug {
+				level = log.DebugLevel
+			}
+			g.log = log.NewWithOptions(stderr, log.Options{Level: level, Prefix: "nook"})
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.dir, "project-dir", "C", "", "run as if nook was started in `DIR`")
+	pf.StringArrayVarP(&g.files, "file", "f", nil, "project `FILE` (repeatable; later files override earlier ones)")
+	pf.StringArrayVar(&g.profiles, "profile", nil, "enable containers of this `PROFILE` (repeatable; \"*\" enables all)")
+	pf.BoolVar(&g.debug, "debug", false, "log internals to stderr")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+
+	root.AddCommand(
+		newVersionCmd(g),
+		newConfigCmd(g),
+		newUpCmd(g),
+		newDownCmd(g),
+	)
+
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	printError(stderr, err)
+	if !ranCommand {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+		return exitUsage
+	}
+	return exitError
+}
+
+// printError prints an error once: each problem on its own line as
+// "nook: error: ...", each followed by its hint where it has one.
+func printError(w io.Writer, err error) {
+	var list project.Errors
+	if errors.As(err, &list) {
+		for _, e := range list {
+			printOne(w, e)
+		}
+		return
+	}
+	printOne(w, err)
+}
+
+func printOne(w io.Writer, err error) {
+	fmt.Fprintf(w, "nook: error: %v\n", err)
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		fmt.Fprintf(w, "hint: %s\n", h.Hint())
+	}
+}
