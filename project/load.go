@@ -38,7 +38,7 @@ func Load(opts Options) (*Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	var tree *value
+	var trees []*value
 	for _, f := range files {
 		data, err := readCapped(f)
 		if err != nil {
@@ -48,30 +48,37 @@ func Load(opts Options) (*Project, error) {
 		if err != nil {
 			return nil, err
 		}
-		tree = merge(tree, t)
+		trees = append(trees, t)
 	}
-
 	env, err := environment(dir, opts.Env)
 	if err != nil {
 		return nil, err
+	}
+	p := &Project{Dir: dir, Files: files, Profiles: opts.Profiles}
+	if err := resolve(p, trees, env); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// resolve merges the parsed files into p, interpolates, decodes and checks.
+func resolve(p *Project, trees []*value, env Lookup) error {
+	var tree *value
+	for _, t := range trees {
+		tree = merge(tree, t)
 	}
 	probs := &problems{}
 	interpolate(tree, "", env, probs)
 
 	home, _ := os.UserHomeDir()
-	p := &Project{Dir: dir, Files: files, Profiles: opts.Profiles}
-	d := &decoder{probs: probs, dir: dir, home: home}
+	d := &decoder{probs: probs, dir: p.Dir, home: home}
 	d.decodeStruct(tree, "", reflect.ValueOf(p).Elem())
 	if err := probs.err(); err != nil {
-		return nil, err // decoding failed: the model is incomplete, checking it would mislead
+		return err // decoding failed: the model is incomplete, checking it would mislead
 	}
-
 	c := &checker{p: p, tree: tree, probs: probs}
 	c.check()
-	if err := probs.err(); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return probs.err()
 }
 
 // findFiles resolves the project folder and the files to merge.

@@ -145,9 +145,13 @@ func (b *builder) at(n *unstable.Node) pos {
 // on the way. For an array-of-tables header the last key gets a new element.
 func (b *builder) walk(root *value, keys unstable.Iterator, arrayTable bool) *value {
 	t := root
+	var header pos // where the header's first key starts
 	for keys.Next() {
 		k := keys.Node()
 		at := b.at(k)
+		if header.Line == 0 {
+			header = at
+		}
 		name := string(k.Data)
 		next := t.get(name)
 		last := keys.IsLast()
@@ -157,7 +161,7 @@ func (b *builder) walk(root *value, keys unstable.Iterator, arrayTable bool) *va
 				next = &value{kind: kindArray, pos: at}
 				t.set(name, at, next)
 			}
-			elem := &value{kind: kindTable, pos: at}
+			elem := &value{kind: kindTable, pos: header}
 			next.items = append(next.items, elem)
 			return elem
 		case next == nil:
@@ -170,7 +174,7 @@ func (b *builder) walk(root *value, keys unstable.Iterator, arrayTable bool) *va
 		if last {
 			// The header is where the table is defined, even if a dotted
 			// key or an earlier header mentioned it first.
-			next.pos = at
+			next.pos = header
 		}
 		t = next
 	}
@@ -185,7 +189,7 @@ func (b *builder) assign(t *value, kv *unstable.Node) {
 		at := b.at(k)
 		name := string(k.Data)
 		if keys.IsLast() {
-			t.set(name, at, b.convert(kv.Value()))
+			t.set(name, at, b.convert(kv.Value(), b.valueStart(k)))
 			return
 		}
 		next := t.get(name)
@@ -197,10 +201,27 @@ func (b *builder) assign(t *value, kv *unstable.Node) {
 	}
 }
 
+// valueStart returns the offset where the value after key = begins.
+func (b *builder) valueStart(key *unstable.Node) int {
+	data := b.p.Data()
+	i := int(key.Raw.Offset + key.Raw.Length)
+	for i < len(data) && data[i] != '=' {
+		i++
+	}
+	for i++; i < len(data) && (data[i] == ' ' || data[i] == '\t'); i++ {
+	}
+	return i
+}
+
 // convert turns a parser node into a value. The document has already passed
-// the full decoder, so numbers and structure are known to be valid.
-func (b *builder) convert(n *unstable.Node) *value {
+// the full decoder, so numbers and structure are known to be valid. The
+// parser leaves arrays without a position; start is the offset of the
+// value when the caller knows it, else -1.
+func (b *builder) convert(n *unstable.Node, start int) *value {
 	v := &value{pos: b.at(n)}
+	if n.Kind == unstable.Array {
+		v.pos = b.arrayPos(n, start)
+	}
 	switch n.Kind {
 	case unstable.String:
 		v.kind, v.str = kindString, string(n.Data)
@@ -216,7 +237,7 @@ func (b *builder) convert(n *unstable.Node) *value {
 		v.kind = kindArray
 		for it := n.Children(); it.Next(); {
 			if c := it.Node(); c.Kind != unstable.Comment {
-				v.items = append(v.items, b.convert(c))
+				v.items = append(v.items, b.convert(c, -1))
 			}
 		}
 	case unstable.InlineTable:
@@ -230,6 +251,25 @@ func (b *builder) convert(n *unstable.Node) *value {
 		v.kind, v.str = kindDateTime, string(n.Data)
 	}
 	return v
+}
+
+// arrayPos finds where an array starts: at start when known, else at the
+// last '[' before its first element.
+func (b *builder) arrayPos(n *unstable.Node, start int) pos {
+	data := b.p.Data()
+	if start < 0 {
+		start = 0
+		if first := n.Child(); first != nil {
+			for i := int(first.Raw.Offset) - 1; i >= 0; i-- {
+				if data[i] == '[' {
+					start = i
+					break
+				}
+			}
+		}
+	}
+	line, col := lineCol(data, start)
+	return pos{b.file, line, col}
 }
 
 // tooDeep reports whether arrays or inline tables nest deeper than
