@@ -5,4 +5,25 @@
 //
 // It must not import project, layers or watch. Callers describe what to run
 // in rootless's own types.
+//
+// # Entering the user namespace
+//
+// Everything nook does to the store or to containers runs in a child
+// process inside a new user namespace, always with the mapping HostMapping
+// returns: the caller's uid (gid) is container root, and its subordinate
+// ranges from /etc/subuid and /etc/subgid are container ids 1 and up.
+//
+// The child is the same binary, re-executed through /proc/self/exe. Each
+// binary registers its child entry points with Register and calls Init
+// first thing in main (and in TestMain), before flags are parsed:
+//
+//	func init() { rootless.Register("unpack", unpackMain) }
+//
+//	func main() {
+//		rootless.Init() // in a child: runs unpackMain and exits
+//		os.Exit(cli.Execute())
+//	}
+//
+// The parent starts a child with Command("unpack", args...).Run(). Probe
+// checks what the namespace can do on this machine, for nook doctor and tests.
 package rootless

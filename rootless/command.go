@@ -1,0 +1,250 @@
+package rootless
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Namespaces are the namespaces a child gets besides its user and mount
+// namespaces, which it always gets.
+type Namespaces uintptr
+
+const (
+	PIDNS Namespaces = unix.CLONE_NEWPID // the child is pid 1 of a new PID namespace
+	UTSNS Namespaces = unix.CLONE_NEWUTS // own hostname
+	IPCNS Namespaces = unix.CLONE_NEWIPC // own System V IPC and POSIX message queues
+	NetNS Namespaces = unix.CLONE_NEWNET // own network stack, with only a down lo
+)
+
+const allNamespaces = PIDNS | UTSNS | IPCNS | NetNS
+
+// Cmd runs a registered entry point (see Register) in a new user namespace
+// with nook's id mapping, as uid 0 inside. Like exec.Cmd, a Cmd is used
+// once and is not safe for concurrent use.
+type Cmd struct {
+	Name       string     // registered entry point
+	Args       []string   // the child sees os.Args = [parent's os.Args[0], Args...]
+	Namespaces Namespaces // extra namespaces
+	Env        []string   // nil means os.Environ()
+	Dir        string     // working directory; "" means the caller's
+	Stdin      io.Reader  // as in exec.Cmd
+	Stdout     io.Writer  // as in exec.Cmd
+	Stderr     io.Writer  // as in exec.Cmd
+	ExtraFiles []*os.File // fd 3+i in the child
+
+	// Mapping, if non-nil, is installed instead of HostMapping(): pass the
+	// one value a session computed so all its processes share one mapping.
+	Mapping *Mapping
+
+	Process      *os.Process      // set by Start
+	ProcessState *os.ProcessState // set by Wait
+
+	cmd     *exec.Cmd
+	done    chan error // receives cmd.Wait's result
+	started bool
+}
+
+// Command returns a Cmd that runs the entry point registered as name with
+// args and nothing else set.
+func Command(name string, args ...string) *Cmd {
+	return &Cmd{Name: name, Args: args}
+}
+
+// Run starts c and waits for it.
+func (c *Cmd) Run() error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// Start creates the namespaces with the child in them and returns once the
+// child's id maps are installed; the entry point runs after that. The child
+// gets SIGKILL when the calling process exits. An error from the namespace
+// setup is an *Error and may carry a Hint.
+func (c *Cmd) Start() error {
+	if c.started {
+		return errors.New("rootless: Start called twice")
+	}
+	c.started = true
+	if lookupEntry(c.Name) == nil {
+		return fmt.Errorf("start %q: no entry point registered with that name", c.Name)
+	}
+	if c.Namespaces&^allNamespaces != 0 {
+		return fmt.Errorf("start %q: unsupported namespaces %#x", c.Name, uintptr(c.Namespaces&^allNamespaces))
+	}
+	m := c.Mapping
+	if m == nil {
+		hm, err := HostMapping()
+		if err != nil {
+			return fmt.Errorf("start %q: %w", c.Name, err)
+		}
+		m = &hm
+	}
+	var newuidmap, newgidmap string
+	if m.Kind == MapSubIDs {
+		var err error
+		if newuidmap, err = lookHelper("newuidmap"); err != nil {
+			return err
+		}
+		if newgidmap, err = lookHelper("newgidmap"); err != nil {
+			return err
+		}
+	}
+
+	cmd := exec.Command("/proc/self/exe", c.Args...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Dir, c.Stdin, c.Stdout, c.Stderr
+	cmd.ExtraFiles = append([]*os.File(nil), c.ExtraFiles...)
+	cmd.Env = childEnv(c.Env, envEntry+"="+c.Name, envPPID+"="+strconv.Itoa(os.Getpid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | uintptr(c.Namespaces),
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	var syncR, syncW *os.File
+	if m.Kind == MapSubIDs {
+		// Go can only write maps the kernel lets us write ourselves; the
+		// ranges need the setuid helpers, which must run after clone. The
+		// child waits on this pipe until they did.
+		var err error
+		if syncR, syncW, err = os.Pipe(); err != nil {
+			return fmt.Errorf("start %q: %w", c.Name, err)
+		}
+		defer syncW.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, syncR)
+		cmd.Env = append(cmd.Env, envSync+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+	} else {
+		cmd.SysProcAttr.UidMappings = sysMaps(m.UIDs)
+		cmd.SysProcAttr.GidMappings = sysMaps(m.GIDs)
+		// An unprivileged process may map its own gid only after denying
+		// setgroups(2), or it could drop groups that restrict it.
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = m.Kind == MapIdentity
+	}
+
+	if err := c.startLocked(cmd); err != nil {
+		if syncR != nil {
+			syncR.Close()
+		}
+		return startError(err)
+	}
+	if syncR == nil {
+		return nil
+	}
+	syncR.Close()
+	pid := cmd.Process.Pid
+	if err := runHelper(newuidmap, pid, m.UIDs); err != nil {
+		c.abort()
+		return err
+	}
+	if err := runHelper(newgidmap, pid, m.GIDs); err != nil {
+		c.abort()
+		return err
+	}
+	// An error here means the child is gone already; Wait reports how.
+	syncW.Write([]byte{1})
+	return nil
+}
+
+// startLocked starts cmd from a goroutine locked to its OS thread and keeps
+// that goroutine (and thread) in cmd.Wait. Pdeathsig fires when the thread
+// that forked the child exits, not the process (golang/go#27505), and the
+// Go runtime may retire an idle unlocked thread at any time.
+func (c *Cmd) startLocked(cmd *exec.Cmd) error {
+	started := make(chan error, 1)
+	c.done = make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		c.done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		c.done = nil
+		return err
+	}
+	c.cmd, c.Process = cmd, cmd.Process
+	return nil
+}
+
+// abort kills a child whose setup failed and reaps it.
+func (c *Cmd) abort() {
+	c.Process.Kill()
+	<-c.done
+	c.done = nil
+	c.ProcessState = c.cmd.ProcessState
+}
+
+// Wait waits for the child to exit, like exec.Cmd.Wait: nil for status 0,
+// an *exec.ExitError otherwise. Status 125 with "nook: enter user
+// namespace" on the child's stderr means the bootstrap inside failed.
+func (c *Cmd) Wait() error {
+	if c.done == nil {
+		return errors.New("rootless: Wait without a successful Start, or called twice")
+	}
+	err := <-c.done
+	c.done = nil
+	c.ProcessState = c.cmd.ProcessState
+	return err
+}
+
+// runHelper runs newuidmap or newgidmap PID (CONTAINER HOST SIZE)...
+func runHelper(path string, pid int, maps []IDMap) error {
+	args := []string{strconv.Itoa(pid)}
+	for _, e := range maps {
+		args = append(args, strconv.FormatUint(uint64(e.ContainerID), 10),
+			strconv.FormatUint(uint64(e.HostID), 10), strconv.FormatUint(uint64(e.Size), 10))
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	tool := path[strings.LastIndexByte(path, '/')+1:]
+	if msg := strings.TrimSpace(string(out)); msg != "" {
+		err = fmt.Errorf("%w: %s", err, msg)
+	}
+	file := subUIDFile
+	if tool == "newgidmap" {
+		file = subGIDFile
+	}
+	return &Error{
+		Op:  "run " + tool + " " + strings.Join(args, " "),
+		Err: err,
+		hint: fmt.Sprintf("%s must be setuid root or have file capabilities (ls -l %s; getcap %s), "+
+			"and %s must grant these ranges to you", tool, path, path, file),
+	}
+}
+
+// childEnv returns env (os.Environ() if nil) without our own variables, plus add.
+func childEnv(env []string, add ...string) []string {
+	if env == nil {
+		env = os.Environ()
+	}
+	out := make([]string, 0, len(env)+len(add)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, envEntry+"=") && !strings.HasPrefix(kv, envEntry+"_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, add...)
+}
+
+func sysMaps(maps []IDMap) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(maps))
+	for i, e := range maps {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(e.ContainerID), HostID: int(e.HostID), Size: int(e.Size)}
+	}
+	return out
+}
