@@ -8,8 +8,13 @@ package main
 
 import (
 	"os"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
 func main() {
+	// A process nook started inside its namespaces runs its entry point
+	// and exits here; only the CLI goes on.
+	rootless.Init()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
