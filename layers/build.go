@@ -337,6 +337,7 @@ func (b *Builder) hostStep(ctx context.Context, cctx *Context, st *buildState, s
 	}
 	key := stepKey(st.key, s, content)
 	st.key = key
+	st.cfg.History = append(st.cfg.History, v1.History{CreatedBy: "nook: " + s.String(), EmptyLayer: true})
 	if e, ok := b.cacheGet(key); ok && cctx.outputsMatch(e.Outputs) {
 		return true, nil
 	}

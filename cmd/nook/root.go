@@ -89,6 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newConfigCmd(g),
 		newUpCmd(g),
 		newDownCmd(g),
+		newBuildCmd(g),
+		newImagesCmd(g),
+		newTagCmd(g),
+		newRmiCmd(g),
+		newRollbackCmd(g),
+		newHistoryCmd(g),
 	)
 
 	err := root.Execute()
