@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				level = log.DebugLevel
 			}
 			g.log = log.NewWithOptions(stderr, log.Options{Level: level, Prefix: "nook"})
-			return nil
+			return reexecIfNeeded(g, cmd, args)
 		},
 	}
 	pf := root.PersistentFlags()
@@ -89,17 +89,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newConfigCmd(g),
 		newUpCmd(g),
 		newDownCmd(g),
-		newBuildCmd(g),
-		newImagesCmd(g),
-		newTagCmd(g),
-		newRmiCmd(g),
-		newRollbackCmd(g),
-		newHistoryCmd(g),
+		inUserns(newBuildCmd(g)),
+		inUserns(newImagesCmd(g)),
+		inUserns(newTagCmd(g)),
+		inUserns(newRmiCmd(g)),
+		inUserns(newRollbackCmd(g)),
+		inUserns(newHistoryCmd(g)),
 	)
 
 	err := root.Execute()
 	if err == nil {
 		return exitOK
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code)
 	}
 	printError(stderr, err)
 	if !ranCommand {

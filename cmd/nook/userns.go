@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nook-dev/nook/rootless"
+)
+
+// Commands that touch the store or containers run inside nook's user
+// namespace, with the same id mapping every time: there, files owned by
+// the image's users (uid 1000 inside is a subordinate id outside) can be
+// created, read and removed without root. The CLI re-executes itself into
+// the namespace before such a command runs; root needs no namespace for
+// that and runs in place.
+const (
+	entryCLI      = "cli"
+	annotUserns   = "nook/userns" // set on commands that must run inside
+	exitBootstrap = 125           // rootless's status for a failed namespace entry
+)
+
+// insideUserns is true in the CLI process re-executed into the namespace.
+var insideUserns bool
+
+func init() {
+	rootless.Register(entryCLI, func() int {
+		insideUserns = true
+		return run(os.Args[1:], os.Stdout, os.Stderr)
+	})
+}
+
+// inUserns marks a command as one that runs inside nook's user namespace.
+func inUserns(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annotUserns] = "yes"
+	return cmd
+}
+
+// exitCode ends the CLI with a status without printing anything: the
+// process that ran the command already did.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// reexecIfNeeded runs the whole command line again inside the namespace
+// when cmd needs it, and returns the child's status as an exitCode.
+func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
+	if cmd.Annotations[annotUserns] == "" || insideUserns || os.Geteuid() == 0 {
+		return nil
+	}
+	m, err := rootless.HostMapping()
+	if err != nil {
+		return err
+	}
+	if w := m.Warning(); w != "" {
+		g.log.Warn(w)
+	}
+	c := rootless.Command(entryCLI, args...)
+	c.Mapping = &m
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The child shares our terminal and process group, so Ctrl-C reaches
+	// it directly; forward what is sent to this process alone.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := c.Start(); err != nil {
+		return err
+	}
+	go func() {
+		for s := range sigs {
+			if s != syscall.SIGINT {
+				c.Process.Signal(s)
+			}
+		}
+	}()
+	err = c.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return exitCode(0)
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		return exitCode(ee.ExitCode())
+	case errors.As(err, &ee):
+		return exitCode(128 + int(ee.Sys().(syscall.WaitStatus).Signal()))
+	}
+	return err
+}
