@@ -283,4 +283,3 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		},
 	}
 }
-
