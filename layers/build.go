@@ -92,6 +92,9 @@ func (b *Builder) Build(ctx context.Context, r Recipe) (Result, error) {
 		}
 	}
 	applyConfig(&st.cfg.Config, r.Config)
+	// Like ko, a fixed creation time: the same inputs give the same image.
+	// When nook built it is kept in the index, where `nook images` reads it.
+	st.cfg.Created = v1.Time{Time: unixTime(sourceDateEpoch())}
 	if res.Digest, err = b.Store.PutImage(st.cfg, st.layers); err != nil {
 		return res, fmt.Errorf("build %s: %w", r.Tag, err)
 	}

@@ -124,21 +124,32 @@ var blobName = regexp.MustCompile(`^blobs/sha256/[a-f0-9]{64}$`)
 
 // ImportArchive imports an image from an OCI archive (a tar of an OCI
 // image layout, as `nook save` and `skopeo copy ... oci-archive:` write).
-// Only the layout's own files are read from the tar; any other entry, link
-// or path is ignored, so a hostile archive cannot write anywhere.
 func (s *Store) ImportArchive(file, tag string) (v1.Hash, error) {
+	var d v1.Hash
+	err := s.withArchive(file, func(dir string) (err error) {
+		d, err = s.ImportLayout(dir, tag)
+		return err
+	})
+	return d, err
+}
+
+// withArchive unpacks the OCI layout inside an archive to a temp folder
+// and calls fn with it. Only the layout's own files are read from the tar;
+// any other entry, link or path is ignored, so a hostile archive cannot
+// write anywhere.
+func (s *Store) withArchive(file string, fn func(dir string) error) error {
 	f, err := os.Open(file)
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("import %s: %w", file, err)
+		return fmt.Errorf("import %s: %w", file, err)
 	}
 	defer f.Close()
 	tmp, err := os.MkdirTemp(s.path("tmp"), "archive-*")
 	if err != nil {
-		return v1.Hash{}, err
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.MkdirAll(filepath.Join(tmp, "blobs", "sha256"), 0o700); err != nil {
-		return v1.Hash{}, err
+		return err
 	}
 	tr := tar.NewReader(f)
 	for {
@@ -147,7 +158,7 @@ func (s *Store) ImportArchive(file, tag string) (v1.Hash, error) {
 			break
 		}
 		if err != nil {
-			return v1.Hash{}, fmt.Errorf("import %s: %w", file, err)
+			return fmt.Errorf("import %s: %w", file, err)
 		}
 		name := path.Clean(strings.TrimPrefix(hdr.Name, "./"))
 		if hdr.Typeflag != tar.TypeReg || !(name == "index.json" || name == "oci-layout" || blobName.MatchString(name)) {
@@ -155,15 +166,15 @@ func (s *Store) ImportArchive(file, tag string) (v1.Hash, error) {
 		}
 		out, err := os.OpenFile(filepath.Join(tmp, filepath.FromSlash(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
-			return v1.Hash{}, fmt.Errorf("import %s: %s: %w", file, name, err)
+			return fmt.Errorf("import %s: %s: %w", file, name, err)
 		}
 		_, err = io.Copy(out, tr)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return v1.Hash{}, fmt.Errorf("import %s: %s: %w", file, name, err)
+			return fmt.Errorf("import %s: %s: %w", file, name, err)
 		}
 	}
-	return s.ImportLayout(tmp, tag)
+	return fn(tmp)
 }

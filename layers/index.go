@@ -161,7 +161,8 @@ func (s *Store) Tag(name string, d v1.Hash) error {
 	if err != nil {
 		return fmt.Errorf("tag %s: %w", name, err)
 	}
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+	// Fixed width, so that timestamps compare as strings.
+	now := time.Now().UTC().Format("2006-01-02T15:04:05.000000000Z")
 	return s.updateIndex(func(idx *v1.IndexManifest) error {
 		for _, m := range idx.Manifests {
 			if m.Annotations[annRefName] != name {

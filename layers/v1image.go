@@ -5,6 +5,7 @@ import (
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -27,7 +28,13 @@ func (s *Store) V1Image(d v1.Hash) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", d, err)
 	}
-	return partial.UncompressedToImage(&uncompressedImage{s: s, im: im, rawConfig: raw})
+	img, err := partial.UncompressedToImage(&uncompressedImage{s: s, im: im, rawConfig: raw})
+	if err != nil {
+		return nil, err
+	}
+	// ggcr builds a Docker manifest from an uncompressed core; nook's
+	// images are OCI images wherever they go.
+	return mutate.ConfigMediaType(mutate.MediaType(img, MediaManifest), MediaConfig), nil
 }
 
 // uncompressedImage implements partial.UncompressedImageCore over the store.
@@ -56,6 +63,6 @@ type storedLayer struct {
 	d v1.Hash
 }
 
-func (l *storedLayer) DiffID() (v1.Hash, error)            { return l.d, nil }
+func (l *storedLayer) DiffID() (v1.Hash, error)             { return l.d, nil }
 func (l *storedLayer) Uncompressed() (io.ReadCloser, error) { return l.s.OpenBlob(l.d) }
 func (l *storedLayer) MediaType() (types.MediaType, error)  { return types.OCILayer, nil }

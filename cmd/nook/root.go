@@ -95,6 +95,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		inUserns(newRmiCmd(g)),
 		inUserns(newRollbackCmd(g)),
 		inUserns(newHistoryCmd(g)),
+		inUserns(newSaveCmd(g)),
+		inUserns(newLoadCmd(g)),
+		inUserns(newImportCmd(g)),
+		inUserns(newPruneCmd(g)),
 	)
 
 	err := root.Execute()
