@@ -18,6 +18,7 @@ const (
 	envSync  = "_NOOK_REEXEC_SYNC"  // fd to read one byte from once newuidmap ran (MapSubIDs only)
 	envExecs = "_NOOK_REEXEC_EXECS" // self re-execs done so far
 	envPPID  = "_NOOK_REEXEC_PPID"  // host pid of the parent, to detect an early parent death
+	envSelf  = "_NOOK_SELF"         // an entry point started by Self: no namespace bootstrap
 )
 
 // maxExecs bounds the self re-exec: one is always enough, because a
@@ -68,6 +69,15 @@ func lookupEntry(name string) func() int {
 // When the bootstrap fails, the child prints "nook: enter user namespace:
 // CAUSE" to its stderr and exits with status 125.
 func Init() bool {
+	if name, ok := os.LookupEnv(envSelf); ok {
+		os.Unsetenv(envSelf)
+		main := lookupEntry(name)
+		if main == nil {
+			fmt.Fprintf(os.Stderr, "nook: no entry point %q registered in %s\n", name, os.Args[0])
+			os.Exit(exitBootstrap)
+		}
+		os.Exit(main())
+	}
 	name, ok := os.LookupEnv(envEntry)
 	if !ok {
 		return false

@@ -1,0 +1,210 @@
+package rootless
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The container's init is nook itself, re-executed from a sealed in-memory
+// copy (see sealedSelf) as PID 1 of the container's pid namespace. It
+// builds the rootfs, starts the main process, reaps every zombie, forwards
+// signals to the main process and exits with its status; when it exits the
+// kernel kills whatever is left in the namespace.
+const entryInit = "container-init"
+
+func init() { Register(entryInit, initMain) }
+
+// Files init gets from its starter, after stdin, stdout and stderr.
+const (
+	initSpecFD   = 3 // the Spec as JSON; read to EOF
+	initStatusFD = 4 // init writes one line: "ok" once the main process runs, or the error
+)
+
+// Exit statuses of a container that never ran its command, as Docker's.
+const (
+	exitSetup      = 125 // the container could not be built
+	exitCannotRun  = 126 // the command exists but cannot run
+	exitNotFound   = 127 // the command does not exist
+	exitSignalBase = 128 // + signal number, for a main process killed by one
+)
+
+func initMain() int {
+	status := os.NewFile(initStatusFD, "status")
+	fail := func(code int, err error) int {
+		fmt.Fprintf(status, "%d %v\n", code, err)
+		return code
+	}
+	// Nothing the starter passed beyond stdio and our two pipes may reach
+	// the container (CVE-2024-21626 leaked a host directory fd this way).
+	if err := unix.CloseRange(initStatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fail(exitSetup, fmt.Errorf("close inherited files: %w", err))
+	}
+	unix.CloseOnExec(initSpecFD)
+	unix.CloseOnExec(initStatusFD)
+	var spec Spec
+	if err := json.NewDecoder(os.NewFile(initSpecFD, "spec")).Decode(&spec); err != nil {
+		return fail(exitSetup, fmt.Errorf("read spec: %w", err))
+	}
+	// Forward signals from the start: one sent while we set up must not be
+	// lost. PID 1 ignores what it has no handler for, so catch them all.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+
+	if err := setupRootfs(&spec); err != nil {
+		return fail(exitSetup, err)
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fail(exitSetup, fmt.Errorf("set hostname: %w", err))
+		}
+	}
+	cmd, err := mainCommand(&spec.Process)
+	if err != nil {
+		return fail(exitCodeFor(err), err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail(exitSetup, fmt.Errorf("set no_new_privs: %w", err))
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(exitCodeFor(err), fmt.Errorf("start %s: %w", spec.Process.Args[0], err))
+	}
+	fmt.Fprintln(status, "ok")
+	status.Close()
+	return reap(cmd.Process.Pid, sigs)
+}
+
+// exitCodeFor maps a failure to start the main process to Docker's codes.
+func exitCodeFor(err error) int {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return exitNotFound
+	case errors.Is(err, os.ErrPermission), errors.Is(err, unix.ENOEXEC):
+		return exitCannotRun
+	}
+	return exitSetup
+}
+
+// mainCommand prepares the main process: its path found on the
+// container's PATH, its user from the container's /etc/passwd, its
+// working folder inside the rootfs (we are past pivot_root: every path is
+// the container's).
+func mainCommand(p *Process) (*exec.Cmd, error) {
+	if len(p.Args) == 0 {
+		return nil, errors.New("no command: the image has no cmd or entrypoint; give one")
+	}
+	path, err := lookPath(p.Args[0], p.Env)
+	if err != nil {
+		return nil, err
+	}
+	cred, home, err := lookupUser(p.User, p.NoSetGroups)
+	if err != nil {
+		return nil, err
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return nil, fmt.Errorf("working folder %s: %w", cwd, err)
+	}
+	env := p.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+home)
+	}
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH="+defaultPath)
+	}
+	cmd := &exec.Cmd{Path: path, Args: p.Args, Env: env, Dir: cwd, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if p.Terminal {
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+	}
+	return cmd, nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func hasEnv(env []string, k string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// lookPath finds a command on the container's PATH (not init's, which is
+// the host's).
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		if _, err := os.Stat(file); err != nil {
+			return "", fmt.Errorf("%s: %w", file, exec.ErrNotFound)
+		}
+		return file, nil
+	}
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, file)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q: executable file not found in $PATH: %w", file, exec.ErrNotFound)
+}
+
+// reap is PID 1's loop: it reaps every child that exits, forwards each
+// signal to the main process, and returns the main process's status as an
+// exit code once it has exited.
+func reap(main int, sigs chan os.Signal) int {
+	for sig := range sigs {
+		switch sig {
+		case unix.SIGCHLD:
+		case unix.SIGURG: // the Go runtime's own preemption signal
+			continue
+		default:
+			unix.Kill(main, sig.(syscall.Signal))
+			continue
+		}
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if pid <= 0 || err != nil {
+				break
+			}
+			if pid == main {
+				if ws.Signaled() {
+					return exitSignalBase + int(ws.Signal())
+				}
+				return ws.ExitStatus()
+			}
+		}
+	}
+	return exitSetup
+}
+
+// readAllLimited reads at most n bytes of r.
+func readAllLimited(r io.Reader, n int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, n+1))
+	if err == nil && int64(len(data)) > n {
+		err = fmt.Errorf("larger than %d bytes", n)
+	}
+	return data, err
+}

@@ -1,0 +1,167 @@
+package rootless
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sealedSelf returns a sealed in-memory copy of the running binary. The
+// container's init runs from it rather than from the nook file on disk,
+// which the user (and so the container's root) can write: a container
+// that opens /proc/1/exe for writing reaches only this copy, and the seals
+// refuse the write (CVE-2019-5736).
+func sealedSelf() (*os.File, error) {
+	fd, err := unix.MemfdCreate("nook-init", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("seal nook binary: %w", err)
+	}
+	mem := os.NewFile(uintptr(fd), "nook-init")
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("seal nook binary: %w", err)
+	}
+	defer src.Close()
+	if _, err := io.Copy(mem, src); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("seal nook binary: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("seal nook binary: %w", err)
+	}
+	return mem, nil
+}
+
+// Container is a running container: its init, started by StartInit.
+type Container struct {
+	Pid  int // on the host (in the caller's pid namespace)
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// InitError is a container that could not start: Code is the exit status
+// Docker would report (125 setup, 126 cannot run, 127 not found).
+type InitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *InitError) Error() string { return e.Msg }
+
+// StartInit starts a container's init for spec in new mount, pid, uts and
+// ipc namespaces (and a network namespace unless spec.Network is "host").
+// The caller must already be uid 0 in a user namespace (or root). It
+// returns once the main process runs, or with an *InitError saying why it
+// could not. The init gets SIGKILL if the calling process dies.
+func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*Container, error) {
+	self, err := sealedSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer specR.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		specW.Close()
+		return nil, err
+	}
+	defer statusR.Close()
+
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if spec.Network != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
+	// The sealed copy travels as fd 5 so that the dup2s onto 3 and 4
+	// cannot clobber it before execve opens it.
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(initStatusFD+1),
+		Args:       []string{"nook-init"},
+		Env:        []string{envSelf + "=" + entryInit},
+		Stdin:      stdin,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{specR, statusW, self},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: flags,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	in := &Container{cmd: cmd, done: make(chan error, 1)}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig follows the thread that forked (golang/go#27505).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		in.done <- cmd.Wait()
+	}()
+	err = <-started
+	statusW.Close()
+	if err != nil {
+		specW.Close()
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	in.Pid = cmd.Process.Pid
+	err = json.NewEncoder(specW).Encode(spec)
+	specW.Close()
+	line, _ := bufio.NewReader(statusR).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if err == nil && line == "ok" {
+		return in, nil
+	}
+	in.Wait()
+	code, msg, ok := strings.Cut(line, " ")
+	n, convErr := strconv.Atoi(code)
+	if !ok || convErr != nil {
+		n, msg = exitSetup, "container init died before starting the command"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+	}
+	return nil, &InitError{Code: n, Msg: msg}
+}
+
+// Wait waits for init to exit and returns the container's exit status:
+// the main process's, or 128+N if it was killed by signal N.
+func (in *Container) Wait() int {
+	err := <-in.done
+	in.done <- err // Wait may be called again
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return exitSignalBase + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return exitSetup
+}
+
+// Signal sends sig to init, which forwards it to the main process (SIGKILL
+// kills the whole container).
+func (in *Container) Signal(sig syscall.Signal) error {
+	return in.cmd.Process.Signal(sig)
+}
