@@ -80,7 +80,7 @@ func runContainer(t *testing.T, base string, mutate func(*Spec), args ...string)
 		LayerRoot: base, Lowers: []string{"layer"},
 		Upper: filepath.Join(cdir, "upper"), Work: filepath.Join(cdir, "work"), Rootfs: filepath.Join(cdir, "rootfs"),
 		Hostname: "box", Network: "none",
-		Process:  Process{Args: args, Env: []string{"PATH=/bin"}},
+		Process: Process{Args: args, Env: []string{"PATH=/bin"}},
 	}
 	if mutate != nil {
 		mutate(&spec)
