@@ -41,6 +41,10 @@ type Cmd struct {
 	Stderr     io.Writer  // as in exec.Cmd
 	ExtraFiles []*os.File // fd 3+i in the child
 
+	// Detach starts the child in a session of its own that outlives the
+	// caller, instead of one that gets SIGKILL when the caller dies.
+	Detach bool
+
 	// Mapping, if non-nil, is installed instead of HostMapping(): pass the
 	// one value a session computed so all its processes share one mapping.
 	Mapping *Mapping
@@ -105,11 +109,16 @@ func (c *Cmd) Start() error {
 	cmd.Args[0] = os.Args[0]
 	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Dir, c.Stdin, c.Stdout, c.Stderr
 	cmd.ExtraFiles = append([]*os.File(nil), c.ExtraFiles...)
-	cmd.Env = childEnv(c.Env, envEntry+"="+c.Name, envPPID+"="+strconv.Itoa(os.Getpid()))
+	ppid := strconv.Itoa(os.Getpid())
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | uintptr(c.Namespaces),
 		Pdeathsig:  syscall.SIGKILL,
 	}
+	if c.Detach {
+		ppid = ppidDetached
+		cmd.SysProcAttr.Pdeathsig, cmd.SysProcAttr.Setsid = 0, true
+	}
+	cmd.Env = childEnv(c.Env, envEntry+"="+c.Name, envPPID+"="+ppid)
 	var syncR, syncW *os.File
 	if m.Kind == MapSubIDs {
 		// Go can only write maps the kernel lets us write ourselves; the

@@ -164,7 +164,7 @@ func lookPath(file string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%q: executable file not found in $PATH: %w", file, exec.ErrNotFound)
+	return "", fmt.Errorf("%q: %w", file, exec.ErrNotFound)
 }
 
 // reap is PID 1's loop: it reaps every child that exits, forwards each

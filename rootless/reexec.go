@@ -21,6 +21,9 @@ const (
 	envSelf  = "_NOOK_SELF"         // an entry point started by Self: no namespace bootstrap
 )
 
+// ppidDetached in envPPID marks a child that must outlive its parent.
+const ppidDetached = "detached"
+
 // maxExecs bounds the self re-exec: one is always enough, because a
 // process whose uid is mapped to 0 gains every capability on execve.
 const maxExecs = 1
@@ -152,6 +155,9 @@ func reexecMapped(fdStr string) error {
 // before the prctl, no signal will ever come. In a new PID namespace
 // getppid returns 0 and that window cannot be closed.
 func rearmPdeathsig() error {
+	if os.Getenv(envPPID) == ppidDetached {
+		return nil
+	}
 	ppid, err := strconv.Atoi(os.Getenv(envPPID))
 	if err != nil {
 		return fmt.Errorf("started without rootless.Command: %s=%q", envPPID, os.Getenv(envPPID))

@@ -45,8 +45,8 @@ func sealedSelf() (*os.File, error) {
 	return mem, nil
 }
 
-// Container is a running container: its init, started by StartInit.
-type Container struct {
+// RunningInit is a container's init, started by StartInit.
+type RunningInit struct {
 	Pid  int // on the host (in the caller's pid namespace)
 	cmd  *exec.Cmd
 	done chan error
@@ -66,7 +66,7 @@ func (e *InitError) Error() string { return e.Msg }
 // The caller must already be uid 0 in a user namespace (or root). It
 // returns once the main process runs, or with an *InitError saying why it
 // could not. The init gets SIGKILL if the calling process dies.
-func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*Container, error) {
+func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningInit, error) {
 	self, err := sealedSelf()
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*Containe
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
-	in := &Container{cmd: cmd, done: make(chan error, 1)}
+	in := &RunningInit{cmd: cmd, done: make(chan error, 1)}
 	started := make(chan error, 1)
 	go func() {
 		// Pdeathsig follows the thread that forked (golang/go#27505).
@@ -144,7 +144,7 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*Containe
 
 // Wait waits for init to exit and returns the container's exit status:
 // the main process's, or 128+N if it was killed by signal N.
-func (in *Container) Wait() int {
+func (in *RunningInit) Wait() int {
 	err := <-in.done
 	in.done <- err // Wait may be called again
 	var ee *exec.ExitError
@@ -162,6 +162,6 @@ func (in *Container) Wait() int {
 
 // Signal sends sig to init, which forwards it to the main process (SIGKILL
 // kills the whole container).
-func (in *Container) Signal(sig syscall.Signal) error {
+func (in *RunningInit) Signal(sig syscall.Signal) error {
 	return in.cmd.Process.Signal(sig)
 }

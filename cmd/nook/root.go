@@ -6,9 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/charmbracelet/log"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nook-dev/nook/project"
 )
@@ -74,11 +76,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return reexecIfNeeded(g, cmd, args)
 		},
 	}
+	// The global flags work before the command (`nook -f a.toml -f b.toml
+	// up`, as with docker compose) and, in their long forms, after it. The
+	// -f shorthand belongs to the command after the command name, where
+	// Docker's verbs use it (logs -f, rm -f).
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.dir, "project-dir", "C", "", "run as if nook was started in `DIR`")
-	pf.StringArrayVarP(&g.files, "file", "f", nil, "project `FILE` (repeatable; later files override earlier ones)")
+	pf.StringArrayVar(&g.files, "file", nil, "project `FILE` (repeatable; later files override earlier ones; -f before the command)")
 	pf.StringArrayVar(&g.profiles, "profile", nil, "enable containers of this `PROFILE` (repeatable; \"*\" enables all)")
 	pf.BoolVar(&g.debug, "debug", false, "log internals to stderr")
+	args, err := parseLeadingGlobals(g, args)
+	if err != nil {
+		printError(stderr, err)
+		fmt.Fprintln(stderr, "Run 'nook --help' for usage.")
+		return exitUsage
+	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
@@ -99,9 +111,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		inUserns(newLoadCmd(g)),
 		inUserns(newImportCmd(g)),
 		inUserns(newPruneCmd(g)),
+		inUserns(newRunCmd(g)),
+		inUserns(newCreateCmd(g)),
+		inUserns(newStartCmd(g)),
+		newStopCmd(g),
+		newRestartCmd(g),
+		newKillCmd(g),
+		newWaitCmd(g),
+		newRenameCmd(g),
+		newRmCmd(g),
+		newPsCmd(g),
+		newInspectCmd(g),
+		newLogsCmd(g),
 	)
 
-	err := root.Execute()
+	err = root.Execute()
 	if err == nil {
 		return exitOK
 	}
@@ -110,6 +134,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return int(code)
 	}
 	printError(stderr, err)
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code
+	}
 	if !ranCommand {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
 		return exitUsage
@@ -136,4 +164,45 @@ func printOne(w io.Writer, err error) {
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(w, "hint: %s\n", h.Hint())
 	}
+}
+
+// parseLeadingGlobals takes the global flags that come before the command
+// name, where -f means --file, and returns the rest of the command line.
+func parseLeadingGlobals(g *globals, args []string) ([]string, error) {
+	fs := pflag.NewFlagSet("nook", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SetOutput(io.Discard)
+	fs.StringVarP(&g.dir, "project-dir", "C", "", "")
+	fs.StringArrayVarP(&g.files, "file", "f", nil, "")
+	fs.StringArrayVar(&g.profiles, "profile", nil, "")
+	fs.BoolVar(&g.debug, "debug", false, "")
+	fs.BoolP("help", "h", false, "")
+	fs.Bool("version", false, "")
+	// Leave the rest, and flags this set does not know (they may be the
+	// command's, e.g. `nook --help`), to cobra.
+	var lead []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		f := fs.Lookup(name)
+		if f == nil && len(name) == 1 {
+			f = fs.ShorthandLookup(name)
+		}
+		if f == nil || f.Name == "help" || f.Name == "version" {
+			break
+		}
+		lead = append(lead, a)
+		if f.Value.Type() != "bool" && !hasValue && i+1 < len(args) {
+			i++
+			lead = append(lead, args[i])
+		}
+	}
+	if err := fs.Parse(lead); err != nil {
+		return nil, err
+	}
+	return args[len(lead):], nil
 }

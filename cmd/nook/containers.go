@@ -1,0 +1,448 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nook-dev/nook/project"
+	"github.com/nook-dev/nook/rootless"
+)
+
+func openRuntime() (*project.Runtime, error) {
+	root, err := storeRoot()
+	if err != nil {
+		return nil, err
+	}
+	return project.OpenRuntime(root)
+}
+
+// createFlags are the flags create and run share.
+type createFlags struct {
+	name, workdir, user, hostname, network, entrypoint string
+	env, volumes                                       []string
+	rm, interactive, tty                               bool
+	entrypointSet                                      bool
+}
+
+func (f *createFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "name", "", "name the container")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable (`KEY=VALUE`, or KEY to pass yours)")
+	fs.StringVarP(&f.workdir, "workdir", "w", "", "working folder inside the container")
+	fs.StringVarP(&f.user, "user", "u", "", "run as `USER[:GROUP]` (names or ids)")
+	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount `HOST:CONTAINER[:ro]` or a named volume")
+	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname inside (default: the container's name)")
+	fs.StringVar(&f.network, "network", "host", "network: host or none")
+	fs.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fs.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal")
+}
+
+func (f *createFlags) options(cmd *cobra.Command, args []string) (project.ContainerOptions, error) {
+	o := project.ContainerOptions{
+		Image: args[0], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
+		Network: f.network, Remove: f.rm, Terminal: f.tty,
+	}
+	if f.tty {
+		return o, errors.New("-t: terminals are not supported yet; run without -t")
+	}
+	if len(args) > 1 {
+		o.Cmd = args[1:]
+	}
+	if cmd.Flags().Changed("entrypoint") {
+		o.Entrypoint = []string{}
+		if f.entrypoint != "" {
+			o.Entrypoint = []string{f.entrypoint}
+		}
+	}
+	switch f.network {
+	case "host", "none":
+	default:
+		return o, fmt.Errorf("--network %q: want host or none", f.network)
+	}
+	for _, e := range f.env {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		o.Env = append(o.Env, e)
+	}
+	wd, _ := os.Getwd()
+	home, _ := os.UserHomeDir()
+	for _, v := range f.volumes {
+		vol, err := project.ParseVolume(v, wd, home)
+		if err != nil {
+			return o, fmt.Errorf("-v: %w", err)
+		}
+		o.Volumes = append(o.Volumes, vol)
+	}
+	return o, nil
+}
+
+func newCreateCmd(g *globals) *cobra.Command {
+	var f createFlags
+	cmd := &cobra.Command{
+		Use:   "create [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create a container without starting it",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(cmd, args)
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			c, err := rt.CreateContainer(o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, c.ID)
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f createFlags
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create and start a container",
+		Long:  "Create and start a container. In the foreground nook returns the container's exit status;\nwith -d it prints the container's id and leaves it running.",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(cmd, args)
+			if err != nil {
+				return err
+			}
+			if detach && f.rm {
+				o.Remove = true
+			}
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			c, err := rt.CreateContainer(o)
+			if err != nil {
+				return err
+			}
+			return startContainer(g, rt, c, !detach, f.interactive)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	f.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container's id")
+	return cmd
+}
+
+// startContainer starts c attached (returning its exit status as the
+// CLI's) or detached (printing its id).
+func startContainer(g *globals, rt *project.Runtime, c *rootless.Container, attach, stdin bool) error {
+	opts := rootless.StartOptions{Attach: attach, Stdout: g.stdout, Stderr: g.stderr, Mapping: &rt.Mapping}
+	if stdin {
+		opts.Stdin = os.Stdin
+	}
+	code, err := rt.Containers.Start(c, opts)
+	var ie *rootless.InitError
+	if errors.As(err, &ie) {
+		if attach {
+			return exitCode(ie.Code) // the monitor printed why
+		}
+		return &statusError{code: ie.Code, err: fmt.Errorf("start %s: %s", c.Name, ie.Msg)}
+	}
+	if err != nil {
+		return err
+	}
+	if attach {
+		return exitCode(code)
+	}
+	fmt.Fprintln(g.stdout, c.ID)
+	return nil
+}
+
+// statusError is an error printed as usual that ends the CLI with a
+// particular status (Docker's 125/126/127 for containers that cannot run).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func newStartCmd(g *globals) *cobra.Command {
+	var attach, interactive bool
+	cmd := &cobra.Command{
+		Use:   "start [flags] CONTAINER...",
+		Short: "Start stopped or created containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			if attach && len(args) > 1 {
+				return errors.New("start -a: attach to one container at a time")
+			}
+			for _, a := range args {
+				c, err := rt.Containers.Get(a)
+				if err != nil {
+					return err
+				}
+				if attach {
+					return startContainer(g, rt, c, true, interactive)
+				}
+				if err := startContainer(g, rt, c, false, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach to the container's output and return its exit status")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach stdin")
+	return cmd
+}
+
+// eachContainer runs fn for each named container, going on after a
+// failure and returning the first error, as Docker does.
+func eachContainer(g *globals, args []string, fn func(*project.Runtime, *rootless.Container) error) error {
+	rt, err := openRuntime()
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, a := range args {
+		c, err := rt.Containers.Get(a)
+		if err == nil {
+			err = fn(rt, c)
+		}
+		if err != nil {
+			if first == nil {
+				first = err
+			} else {
+				printError(g.stderr, err)
+			}
+			continue
+		}
+		fmt.Fprintln(g.stdout, a)
+	}
+	return first
+}
+
+func stopSignal(c *rootless.Container) syscall.Signal {
+	s, err := project.ParseSignal(c.StopSignal)
+	if err != nil {
+		return syscall.Signal(15)
+	}
+	return syscall.Signal(s)
+}
+
+func newStopCmd(g *globals) *cobra.Command {
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "stop [flags] CONTAINER...",
+		Short: "Stop containers: their stop signal, then SIGKILL after a timeout",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachContainer(g, args, func(rt *project.Runtime, c *rootless.Container) error {
+				t := c.StopTimeout
+				if cmd.Flags().Changed("time") {
+					t = time.Duration(timeout) * time.Second
+				}
+				return rt.Containers.Stop(c, stopSignal(c), t)
+			})
+		},
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
+	return cmd
+}
+
+func newRestartCmd(g *globals) *cobra.Command {
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "restart [flags] CONTAINER...",
+		Short: "Stop and start containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachContainer(g, args, func(rt *project.Runtime, c *rootless.Container) error {
+				if err := rt.Containers.Stop(c, stopSignal(c), time.Duration(timeout)*time.Second); err != nil {
+					return err
+				}
+				c, err := rt.Containers.Get(c.ID)
+				if err != nil {
+					return err
+				}
+				_, err = rt.Containers.Start(c, rootless.StartOptions{Mapping: &rt.Mapping})
+				return err
+			})
+		},
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
+	return cmd
+}
+
+func newKillCmd(g *globals) *cobra.Command {
+	var signal string
+	cmd := &cobra.Command{
+		Use:   "kill [flags] CONTAINER...",
+		Short: "Send a signal to containers (SIGKILL unless -s says otherwise)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			sig, err := project.ParseSignal(signal)
+			if err != nil {
+				return err
+			}
+			return eachContainer(g, args, func(_ *project.Runtime, c *rootless.Container) error {
+				return c.Signal(syscall.Signal(sig))
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&signal, "signal", "s", "KILL", "the `SIGNAL` to send")
+	return cmd
+}
+
+func newWaitCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait CONTAINER...",
+		Short: "Wait for containers to stop and print their exit statuses",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			for _, a := range args {
+				c, err := rt.Containers.Get(a)
+				if err != nil {
+					return err
+				}
+				done, err := rt.Containers.Wait(c)
+				if err != nil {
+					return err
+				}
+				code := c.State.ExitCode
+				if done != nil {
+					code = done.State.ExitCode
+				}
+				fmt.Fprintln(g.stdout, code)
+			}
+			return nil
+		},
+	}
+}
+
+func newRenameCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename CONTAINER NEW_NAME",
+		Short: "Rename a container",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			return rt.Containers.Rename(args[0], args[1])
+		},
+	}
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm [flags] CONTAINER...",
+		Short: "Remove containers and their writable layers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return eachContainer(g, args, func(rt *project.Runtime, c *rootless.Container) error {
+				if c.State.Status == rootless.StatusRunning {
+					if !force {
+						return &hintError{fmt.Errorf("remove %s: the container is running", c.Name), "stop it first (nook stop " + c.Name + "), or force it: nook rm -f " + c.Name}
+					}
+					if err := rt.Containers.Stop(c, syscall.Signal(9), 0); err != nil {
+						return err
+					}
+					if c, _ = rt.Containers.Get(c.ID); c == nil {
+						return nil // it removed itself (--rm)
+					}
+				}
+				return rt.Containers.Remove(c)
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	return cmd
+}
+
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+func (e *hintError) Hint() string  { return e.hint }
+
+// status describes a container's state as `docker ps` does.
+func status(c *rootless.Container) string {
+	s := c.State
+	switch s.Status {
+	case rootless.StatusRunning:
+		return "Up " + humanDuration(time.Since(s.StartedAt))
+	case rootless.StatusExited:
+		code := strconv.Itoa(s.ExitCode)
+		if s.ExitCode < 0 {
+			code = "unknown"
+		}
+		return fmt.Sprintf("Exited (%s) %s ago", code, humanDuration(time.Since(s.FinishedAt)))
+	}
+	return "Created"
+}
+
+// humanDuration is Docker's units.HumanDuration.
+func humanDuration(d time.Duration) string {
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s == 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
+	}
+	switch m := int(d.Minutes()); {
+	case m == 1:
+		return "About a minute"
+	case m < 60:
+		return fmt.Sprintf("%d minutes", m)
+	}
+	switch h := int(d.Hours() + 0.5); {
+	case h == 1:
+		return "About an hour"
+	case h < 48:
+		return fmt.Sprintf("%d hours", h)
+	case h < 24*7*2:
+		return fmt.Sprintf("%d days", h/24)
+	case h < 24*30*2:
+		return fmt.Sprintf("%d weeks", h/24/7)
+	case h < 24*365*2:
+		return fmt.Sprintf("%d months", h/24/30)
+	default:
+		return fmt.Sprintf("%d years", int(d.Hours())/24/365)
+	}
+}

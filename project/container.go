@@ -1,0 +1,215 @@
+package project
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/layers"
+	"github.com/nook-dev/nook/rootless"
+)
+
+// Runtime is the store and the container set one user's nook works on.
+type Runtime struct {
+	Store      *layers.Store
+	Containers *rootless.Containers
+	Mapping    rootless.Mapping
+}
+
+// OpenRuntime opens the store and containers under root.
+func OpenRuntime(root string) (*Runtime, error) {
+	s, err := layers.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	m, err := rootless.HostMapping()
+	if err != nil {
+		return nil, err
+	}
+	cs := &rootless.Containers{Root: filepath.Join(root, "containers")}
+	if err := os.MkdirAll(cs.Root, 0o700); err != nil {
+		return nil, err
+	}
+	return &Runtime{Store: s, Containers: cs, Mapping: m}, nil
+}
+
+// ContainerOptions describe a container to create from an image, as
+// `nook create` and `nook run` take them. Empty fields take the image's
+// values.
+type ContainerOptions struct {
+	Image      string
+	Name       string
+	Cmd        []string
+	Entrypoint []string // nil keeps the image's; an empty non-nil slice clears it
+	Env        []string // KEY=VALUE, added to the image's
+	Workdir    string
+	User       string
+	Hostname   string
+	Network    string // "host" or "none"; empty means "host" until project networks land
+	Volumes    []Volume
+	Remove     bool
+	Terminal   bool
+	Labels     map[string]string
+}
+
+// CreateContainer makes a container from an image: it unpacks the image's
+// layers (once, shared), prepares the container's writable layer and its
+// /etc files, and records it. It must run as uid 0 in nook's user
+// namespace (or as root).
+func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, error) {
+	d, err := rt.Store.Resolve(o.Image)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	im, err := rt.Store.Image(d)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	var lowers []string
+	for _, l := range slices.Backward(im.Layers()) {
+		dir, err := rt.Store.Unpacked(l, rt.Mapping.Kind == rootless.MapSingle)
+		if err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+		lowers = append(lowers, dir)
+	}
+	cfg := im.Config.Config
+	args := cfg.Cmd
+	if o.Cmd != nil {
+		args = o.Cmd
+	}
+	entry := cfg.Entrypoint
+	if o.Entrypoint != nil {
+		entry = o.Entrypoint
+		if o.Cmd == nil {
+			args = nil // Docker: --entrypoint drops the image's cmd
+		}
+	}
+	argv := append(slices.Clone(entry), args...)
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("create container: image %s has no cmd or entrypoint: give a command", o.Image)
+	}
+	env := mergeEnv(cfg.Env, o.Env)
+	network := o.Network
+	if network == "" {
+		network = "host"
+	}
+	stopSignal := cfg.StopSignal
+	if stopSignal == "" {
+		stopSignal = "SIGTERM"
+	}
+	rc := rootless.Config{
+		Name: o.Name, Image: o.Image, ImageID: d.String(), Labels: o.Labels, Remove: o.Remove,
+		StopSignal: stopSignal, StopTimeout: 10 * time.Second,
+		Spec: rootless.Spec{
+			LayerRoot: rt.Store.LayerDir(),
+			Lowers:    lowers,
+			Network:   network,
+			Process: rootless.Process{
+				Args: argv, Env: env, Cwd: firstNonEmpty(o.Workdir, cfg.WorkingDir, "/"),
+				User: firstNonEmpty(o.User, cfg.User), Terminal: o.Terminal,
+				NoSetGroups: rt.Mapping.Kind == rootless.MapSingle,
+			},
+		},
+	}
+	for _, v := range o.Volumes {
+		if v.Named {
+			dir, err := rt.volume(v.Source)
+			if err != nil {
+				return nil, err
+			}
+			v.Source = dir
+		}
+		rc.Spec.Mounts = append(rc.Spec.Mounts, rootless.Mount{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	c, err := rt.Containers.Create(rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareContainer(c, o.Hostname, network); err != nil {
+		rt.Containers.Remove(c)
+		return nil, err
+	}
+	return c, nil
+}
+
+// prepareContainer fills in the paths and /etc files of a new container
+// and saves its config.
+func prepareContainer(c *rootless.Container, hostname, network string) error {
+	if hostname == "" {
+		hostname = c.Name
+		if len(hostname) > 63 {
+			hostname = hostname[:63]
+		}
+	}
+	s := &c.Spec
+	s.Upper, s.Work, s.Rootfs = filepath.Join(c.Dir, "upper"), filepath.Join(c.Dir, "work"), filepath.Join(c.Dir, "rootfs")
+	s.Hostname = hostname
+	s.Hosts, s.HostnameFile, s.ResolvConf = filepath.Join(c.Dir, "hosts"), filepath.Join(c.Dir, "hostname"), filepath.Join(c.Dir, "resolv.conf")
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	resolv := "nameserver 127.0.0.1\n"
+	if network == "host" {
+		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			resolv = string(data)
+		}
+	}
+	for name, content := range map[string]string{s.Hosts: hosts, s.HostnameFile: hostname + "\n", s.ResolvConf: resolv} {
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("create container: %w", err)
+		}
+	}
+	return c.SaveConfig()
+}
+
+// volume returns the folder of a named volume, creating it.
+func (rt *Runtime) volume(name string) (string, error) {
+	dir := filepath.Join(rt.Store.Root, "volumes", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("volume %s: %w", name, err)
+	}
+	return dir, nil
+}
+
+func mergeEnv(base, add []string) []string {
+	out := slices.Clone(base)
+	for _, kv := range add {
+		k, _, _ := strings.Cut(kv, "=")
+		out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		out = append(out, kv)
+	}
+	return out
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// ParseSignal parses a signal name ("TERM", "SIGTERM") or number.
+func ParseSignal(s string) (unix.Signal, error) {
+	var sig Signal
+	d := &decoder{probs: &problems{}}
+	sig.decodeTOML(d, &value{kind: kindString, str: s}, "signal")
+	if len(d.probs.list) > 0 {
+		if n, err := parseInt(s); err == nil && unix.SignalName(unix.Signal(n)) != "" {
+			return unix.Signal(n), nil
+		}
+		return 0, fmt.Errorf("unknown signal %q", s)
+	}
+	return sig.Number(), nil
+}
+
+func parseInt(s string) (int, error) {
+	var n int
+	_, err := fmt.Sscanf(s, "%d", &n)
+	return n, err
+}

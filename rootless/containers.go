@@ -1,0 +1,347 @@
+package rootless
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+)
+
+// ErrNoContainer is returned (wrapped) for a name or id that matches no
+// container.
+var ErrNoContainer = errors.New("no such container")
+
+// Containers is the set of containers kept under Root:
+//
+//	Root/<id>/config.json  what the container is (written once, by Create)
+//	Root/<id>/state.json   what it is doing (created, running, exited)
+//	Root/<id>/upper, work  its writable layer; survives stop and start
+//	Root/<id>/rootfs       where its overlay is mounted (inside its namespace)
+//	Root/<id>/log.json     its output, one JSON object per line
+//	Root/names/<name>      a symlink to <id>: names are unique by creation
+//
+// Every file is replaced atomically, so a SIGKILL at any moment leaves a
+// readable record.
+type Containers struct {
+	Root string
+}
+
+// Config is what a container is; it does not change after Create (except
+// its Name, by Rename).
+type Config struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`    // as the user named it
+	ImageID string            `json:"image_id"` // the image's digest
+	Created time.Time         `json:"created"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Remove makes the container remove itself when it exits (--rm).
+	Remove      bool          `json:"remove,omitempty"`
+	StopSignal  string        `json:"stop_signal,omitempty"`
+	StopTimeout time.Duration `json:"stop_timeout,omitempty"`
+	Spec        Spec          `json:"spec"`
+}
+
+// Status is where a container is in its life.
+type Status string
+
+const (
+	StatusCreated Status = "created"
+	StatusRunning Status = "running"
+	StatusExited  Status = "exited"
+)
+
+// State is what a container is doing, as its monitor last recorded it.
+type State struct {
+	Status     Status    `json:"status"`
+	Pid        int       `json:"pid,omitempty"`         // init, in the host's pid namespace
+	PidStart   uint64    `json:"pid_start,omitempty"`   // its start time, to tell a reused pid
+	BootID     string    `json:"boot_id,omitempty"`     // the boot it ran in
+	MonitorPid int       `json:"monitor_pid,omitempty"` // the monitor that waits for it
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"` // why it did not start, or why it stopped unseen
+}
+
+// Container is a container's record.
+type Container struct {
+	Config
+	State State
+	Dir   string
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// Create records a new container. Its name must be unique; an empty name
+// gets a generated one. It creates the container's folders.
+func (cs *Containers) Create(cfg Config) (*Container, error) {
+	if cfg.ID == "" {
+		cfg.ID = newID()
+	}
+	if cfg.Name == "" {
+		cfg.Name = generateName(cfg.ID)
+	}
+	if !nameRE.MatchString(cfg.Name) {
+		return nil, fmt.Errorf("create container: invalid name %q: use letters, digits, '_', '.' and '-'", cfg.Name)
+	}
+	cfg.Created = time.Now().UTC()
+	dir := filepath.Join(cs.Root, cfg.ID)
+	for _, d := range []string{"upper", "work", "rootfs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+	}
+	c := &Container{Config: cfg, State: State{Status: StatusCreated}, Dir: dir}
+	if err := writeJSON(filepath.Join(dir, "state.json"), c.State); err != nil {
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(dir, "config.json"), c.Config); err != nil {
+		return nil, err
+	}
+	if err := cs.claimName(cfg.Name, cfg.ID); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// claimName makes name point at id; it fails if the name is taken.
+func (cs *Containers) claimName(name, id string) error {
+	names := filepath.Join(cs.Root, "names")
+	if err := os.MkdirAll(names, 0o700); err != nil {
+		return err
+	}
+	err := os.Symlink(id, filepath.Join(names, name))
+	if errors.Is(err, os.ErrExist) {
+		if _, gerr := cs.Get(name); errors.Is(gerr, ErrNoContainer) {
+			// A leftover of a container removed by a killed process.
+			os.Remove(filepath.Join(names, name))
+			err = os.Symlink(id, filepath.Join(names, name))
+		}
+	}
+	if errors.Is(err, os.ErrExist) {
+		return &nameTaken{name}
+	}
+	return err
+}
+
+type nameTaken struct{ name string }
+
+func (e *nameTaken) Error() string {
+	return fmt.Sprintf("the container name %q is already in use", e.name)
+}
+func (e *nameTaken) Hint() string {
+	return fmt.Sprintf("remove it (nook rm -f %s) or choose another --name", e.name)
+}
+
+func newID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// generateName makes a readable name from an id, as Docker's adjective_noun.
+func generateName(id string) string {
+	adjectives := []string{"brisk", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "nimble", "quiet", "sunny", "tidy", "vivid", "witty", "zesty"}
+	nouns := []string{"otter", "heron", "lynx", "finch", "badger", "koala", "puffin", "marten", "gecko", "wren", "ibex", "tapir", "quokka", "stoat", "newt", "plover"}
+	a, _ := strconv.ParseUint(id[:2], 16, 8)
+	n, _ := strconv.ParseUint(id[2:4], 16, 8)
+	return adjectives[a%16] + "_" + nouns[n%16] + "_" + id[4:8]
+}
+
+// Get finds a container by name, full id or unique id prefix.
+func (cs *Containers) Get(ref string) (*Container, error) {
+	if target, err := os.Readlink(filepath.Join(cs.Root, "names", filepath.Base(ref))); err == nil && ref != "" && !strings.Contains(ref, "/") {
+		if c, err := cs.load(target); err == nil && c.Name == ref {
+			return c, nil
+		}
+	}
+	ents, err := os.ReadDir(cs.Root)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var found []string
+	for _, e := range ents {
+		if e.Name() != "names" && ref != "" && strings.HasPrefix(e.Name(), ref) {
+			found = append(found, e.Name())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s", ErrNoContainer, ref)
+	case 1:
+		return cs.load(found[0])
+	}
+	return nil, fmt.Errorf("container %q is ambiguous: %d containers start with it", ref, len(found))
+}
+
+func (cs *Containers) load(id string) (*Container, error) {
+	dir := filepath.Join(cs.Root, id)
+	c := &Container{Dir: dir}
+	if err := readJSON(filepath.Join(dir, "config.json"), &c.Config); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoContainer, id)
+	}
+	if err := readJSON(filepath.Join(dir, "state.json"), &c.State); err != nil {
+		return nil, fmt.Errorf("read container %s: %w", id, err)
+	}
+	c.State = c.State.truthful()
+	return c, nil
+}
+
+// List returns every container, newest first.
+func (cs *Containers) List() ([]*Container, error) {
+	ents, err := os.ReadDir(cs.Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Container
+	for _, e := range ents {
+		if e.Name() == "names" || !e.IsDir() {
+			continue
+		}
+		if c, err := cs.load(e.Name()); err == nil {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// Rename gives a container a new, unused name.
+func (cs *Containers) Rename(ref, name string) error {
+	c, err := cs.Get(ref)
+	if err != nil {
+		return err
+	}
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("rename %s: invalid name %q", c.Name, name)
+	}
+	if err := cs.claimName(name, c.ID); err != nil {
+		return err
+	}
+	old := c.Name
+	c.Config.Name = name
+	if err := writeJSON(filepath.Join(c.Dir, "config.json"), c.Config); err != nil {
+		os.Remove(filepath.Join(cs.Root, "names", name))
+		return err
+	}
+	os.Remove(filepath.Join(cs.Root, "names", old))
+	return nil
+}
+
+// Remove deletes a container's record and writable layer. It must not be
+// running.
+func (cs *Containers) Remove(c *Container) error {
+	if c.State.Status == StatusRunning {
+		return fmt.Errorf("remove %s: the container is running: stop it first, or use rm -f", c.Name)
+	}
+	// The name goes first: a container without a name is invisible, one
+	// with a name and no folder would block the name.
+	os.Remove(filepath.Join(cs.Root, "names", c.Name))
+	// Marking the record gone first means a kill -9 halfway leaves a
+	// folder List skips, not a half-removed container.
+	os.Remove(filepath.Join(c.Dir, "config.json"))
+	return RemoveAll(c.Dir)
+}
+
+// SaveState records a container's state.
+func (c *Container) SaveState() error {
+	return writeJSON(filepath.Join(c.Dir, "state.json"), c.State)
+}
+
+// truthful corrects a state that says "running" when its process is gone:
+// killed with its monitor, or the machine rebooted.
+func (s State) truthful() State {
+	if s.Status != StatusRunning {
+		return s
+	}
+	if s.BootID == bootID() && processStart(s.Pid) == s.PidStart && s.PidStart != 0 {
+		return s
+	}
+	s.Status = StatusExited
+	s.ExitCode = -1
+	if s.Error == "" {
+		s.Error = "stopped while nook was not watching (its monitor was killed, or the machine restarted)"
+	}
+	if s.FinishedAt.IsZero() {
+		s.FinishedAt = s.StartedAt
+	}
+	return s
+}
+
+// processStart returns a process's start time in clock ticks since boot
+// (field 22 of /proc/PID/stat), or 0 if it does not exist.
+func processStart(pid int) uint64 {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces and parentheses: skip
+	// past its closing parenthesis.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(fields[19], 10, 64)
+	return n
+}
+
+func bootID() string {
+	data, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(data))
+}
+
+func writeJSON(name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+func readJSON(name string, v any) error {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+
+// SaveConfig records a container's config.
+func (c *Container) SaveConfig() error {
+	return writeJSON(filepath.Join(c.Dir, "config.json"), c.Config)
+}

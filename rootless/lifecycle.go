@@ -1,0 +1,155 @@
+package rootless
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StartOptions say how to start a container.
+type StartOptions struct {
+	// Attach keeps the caller with the container: Start returns when it
+	// exits, and its output goes to Stdout and Stderr as well as the log.
+	// Otherwise Start returns once it runs.
+	Attach         bool
+	Stdin          io.Reader // attached only; nil gives the container no input
+	Stdout, Stderr io.Writer // attached only
+	// Mapping is the id mapping to run with; nil means HostMapping().
+	Mapping *Mapping
+}
+
+// Start starts a created or exited container through a monitor in nook's
+// user namespace. Attached, it returns the container's exit status.
+// Detached, it returns 0 once the container runs. A container that cannot
+// start gives an *InitError carrying Docker's status for it.
+func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
+	if c.State.Status == StatusRunning {
+		return 0, fmt.Errorf("start %s: it is already running", c.Name)
+	}
+	mode := "detached"
+	if opts.Attach {
+		mode = "attached"
+	}
+	args := []string{cs.Root, c.ID, mode}
+	if opts.Attach && opts.Stdin != nil {
+		args = append(args, "stdin")
+	}
+	cmd := Command(entryMonitor, args...)
+	cmd.Mapping = opts.Mapping
+	if opts.Attach {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 0, err
+	}
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer reportR.Close()
+	cmd.Detach = true
+	cmd.ExtraFiles = []*os.File{reportW}
+	err = cmd.Start()
+	reportW.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.Name, err)
+	}
+	line, _ := bufio.NewReader(reportR).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if line == "ok" {
+		return 0, nil
+	}
+	code, msg, ok := strings.Cut(line, " ")
+	n, err := strconv.Atoi(code)
+	if !ok || err != nil {
+		return exitSetup, &InitError{Code: exitSetup, Msg: fmt.Sprintf("start %s: its monitor died before the container started", c.Name)}
+	}
+	return n, &InitError{Code: n, Msg: msg}
+}
+
+// Signal sends sig to a running container's init, which passes it on to
+// the main process; SIGKILL ends the whole container at once.
+func (c *Container) Signal(sig syscall.Signal) error {
+	if c.State.Status != StatusRunning {
+		return fmt.Errorf("signal %s: the container is not running", c.Name)
+	}
+	if err := unix.Kill(c.State.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Stop sends the container's stop signal, waits up to timeout for it to
+// exit, then kills it. Stopping a container that is not running is not an
+// error.
+func (cs *Containers) Stop(c *Container, sig syscall.Signal, timeout time.Duration) error {
+	if c.State.Status != StatusRunning {
+		return nil
+	}
+	if err := c.Signal(sig); err != nil {
+		return err
+	}
+	if waitExit(c.State.MonitorPid, timeout) {
+		return nil
+	}
+	if err := c.Signal(unix.SIGKILL); err != nil {
+		return err
+	}
+	if !waitExit(c.State.MonitorPid, 10*time.Second) {
+		return fmt.Errorf("stop %s: it did not exit after SIGKILL", c.Name)
+	}
+	return nil
+}
+
+// Wait blocks until a running container has exited and its monitor has
+// recorded it, then returns its record (nil if it removed itself).
+func (cs *Containers) Wait(c *Container) (*Container, error) {
+	if c.State.Status == StatusRunning {
+		waitExit(c.State.MonitorPid, -1)
+	}
+	got, err := cs.load(c.ID)
+	if errors.Is(err, ErrNoContainer) {
+		return nil, nil
+	}
+	return got, err
+}
+
+// waitExit waits for a process that is not our child to exit, with a
+// pidfd; a negative timeout waits forever. It reports whether it exited.
+func waitExit(pid int, timeout time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return true // ESRCH: gone already
+	}
+	defer unix.Close(fd)
+	ms := -1
+	if timeout >= 0 {
+		ms = int(timeout / time.Millisecond)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if errors.Is(err, unix.EINTR) {
+			if timeout >= 0 {
+				ms = int(time.Until(deadline) / time.Millisecond)
+				if ms < 0 {
+					return false
+				}
+			}
+			continue
+		}
+		return err == nil && n > 0
+	}
+}

@@ -1,0 +1,197 @@
+package rootless
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The monitor is the small process that owns one running container, as
+// conmon does for podman: it starts the container's init, records its
+// state, writes its output to the log, waits for it to exit, records the
+// exit status, and removes the container if asked. It runs in nook's user
+// namespace. A detached monitor outlives the command that started it; if
+// the monitor is killed, the container's init gets SIGKILL with it, so no
+// container is left running that nook does not know about.
+const entryMonitor = "container-monitor"
+
+func init() { Register(entryMonitor, monitorMain) }
+
+// Arguments: ROOT ID MODE [stdin]. MODE "detached" reports startup on fd 3;
+// "attached" also copies the output to its own stdout and stderr.
+const reportFD = 3
+
+func monitorMain() int {
+	if len(os.Args) < 4 {
+		fmt.Fprintln(os.Stderr, "nook: monitor: missing arguments")
+		return exitSetup
+	}
+	cs := &Containers{Root: os.Args[1]}
+	attached := os.Args[3] == "attached"
+	withStdin := len(os.Args) > 4 && os.Args[4] == "stdin"
+	report := func(string) {}
+	if !attached {
+		f := os.NewFile(reportFD, "report")
+		report = func(s string) { fmt.Fprintln(f, s); f.Close() }
+	}
+	c, err := cs.load(os.Args[2])
+	if err != nil {
+		report(fmt.Sprintf("%d %v", exitSetup, err))
+		return exitSetup
+	}
+	return c.monitor(cs, attached, withStdin, report)
+}
+
+func (c *Container) monitor(cs *Containers, attached, withStdin bool, report func(string)) int {
+	// Ctrl-C and Ctrl-\ reach the container's init straight from the
+	// terminal; other signals sent to the monitor are passed on.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+
+	logFile, err := os.OpenFile(filepath.Join(c.Dir, "log.json"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return c.failed(exitSetup, fmt.Errorf("open log: %w", err), report)
+	}
+	defer logFile.Close()
+	log := &logSink{f: logFile}
+	var stdoutCopy, stderrCopy io.Writer = io.Discard, io.Discard
+	if attached {
+		stdoutCopy, stderrCopy = os.Stdout, os.Stderr
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return c.failed(exitSetup, err, report)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return c.failed(exitSetup, err, report)
+	}
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go log.copy("stdout", outR, stdoutCopy, &copies)
+	go log.copy("stderr", errR, stderrCopy, &copies)
+	var stdin io.Reader
+	if withStdin {
+		stdin = os.Stdin
+	}
+
+	ctr, err := StartInit(&c.Spec, stdin, outW, errW)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		copies.Wait()
+		code := exitSetup
+		if ie, ok := err.(*InitError); ok {
+			code = ie.Code
+		}
+		return c.failed(code, err, report)
+	}
+	c.State = State{
+		Status: StatusRunning, Pid: ctr.Pid, PidStart: processStart(ctr.Pid), BootID: bootID(),
+		MonitorPid: os.Getpid(), StartedAt: time.Now().UTC(),
+	}
+	if err := c.SaveState(); err != nil {
+		ctr.Signal(syscall.SIGKILL)
+	}
+	report("ok")
+	go func() {
+		for s := range sigs {
+			ctr.Signal(s.(syscall.Signal))
+		}
+	}()
+	code := ctr.Wait()
+	copies.Wait()
+	log.flush()
+	c.State.Status, c.State.ExitCode, c.State.FinishedAt = StatusExited, code, time.Now().UTC()
+	c.SaveState()
+	if c.Remove {
+		cs.Remove(c)
+	}
+	return code
+}
+
+// failed records a container that could not start and reports why.
+func (c *Container) failed(code int, err error, report func(string)) int {
+	now := time.Now().UTC()
+	c.State = State{Status: StatusExited, ExitCode: code, Error: err.Error(), StartedAt: now, FinishedAt: now}
+	c.SaveState()
+	report(fmt.Sprintf("%d %v", code, err))
+	if c.Remove {
+		(&Containers{Root: filepath.Dir(c.Dir)}).Remove(c)
+	}
+	fmt.Fprintf(os.Stderr, "nook: error: start %s: %v\n", c.Name, err)
+	return code
+}
+
+// LogEntry is one line of a container's output, as log.json stores it.
+type LogEntry struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"` // stdout or stderr
+	Log    string    `json:"log"`    // the line, with its newline if it had one
+}
+
+// logSink writes a container's output to its log, one JSON object per
+// line, from both streams.
+type logSink struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (l *logSink) write(stream, line string) {
+	data, _ := json.Marshal(LogEntry{Time: time.Now().UTC(), Stream: stream, Log: line})
+	l.mu.Lock()
+	l.f.Write(append(data, '\n'))
+	l.mu.Unlock()
+}
+
+// copy reads one stream to its end, passing it on to also and logging it
+// line by line.
+func (l *logSink) copy(stream string, r io.ReadCloser, also io.Writer, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	var partial []byte
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			also.Write(buf[:n])
+			partial = append(partial, buf[:n]...)
+			for {
+				i := indexByte(partial, '\n')
+				if i < 0 {
+					break
+				}
+				l.write(stream, string(partial[:i+1]))
+				partial = partial[i+1:]
+			}
+			if len(partial) > 16<<10 { // a very long line is logged in pieces
+				l.write(stream, string(partial))
+				partial = partial[:0]
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(partial) > 0 {
+		l.write(stream, string(partial))
+	}
+}
+
+func (l *logSink) flush() { l.f.Sync() }
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
