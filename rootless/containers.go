@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 // ErrNoContainer is returned (wrapped) for a name or id that matches no
@@ -339,7 +338,6 @@ func readJSON(name string, v any) error {
 	}
 	return json.Unmarshal(data, v)
 }
-
 
 // SaveConfig records a container's config.
 func (c *Container) SaveConfig() error {
