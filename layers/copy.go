@@ -40,24 +40,33 @@ func OpenContext(dir string, stats *StatCache) (*Context, error) {
 		stats = NewStatCache()
 	}
 	c := &Context{Dir: dir, root: root, stats: stats}
+	if err := c.readIgnore(); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// readIgnore reads .nookignore, else .dockerignore.
+func (c *Context) readIgnore() error {
 	for _, name := range []string{".nookignore", ".dockerignore"} {
-		data, err := root.ReadFile(name)
+		data, err := c.root.ReadFile(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+			return fmt.Errorf("read %s: %w", name, err)
 		}
 		patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+			return fmt.Errorf("read %s: %w", name, err)
 		}
 		if c.ignore, err = patternmatcher.New(patterns); err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
+			return fmt.Errorf("read %s: %w", name, err)
 		}
-		break
+		return nil
 	}
-	return c, nil
+	return nil
 }
 
 // Close releases the context's folder.
@@ -172,7 +181,13 @@ func (c *Context) collectDir(dir, dst string, spec CopySpec, add func(entry)) er
 		if err != nil {
 			return fmt.Errorf("copy %q: %w", dir, err)
 		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, dir), "/")
+		rel := ""
+		if p != dir {
+			rel = p
+			if dir != "." {
+				rel = strings.TrimPrefix(p, dir+"/")
+			}
+		}
 		if p != dir && c.ignored(p) {
 			if d.IsDir() && !c.ignore.Exclusions() {
 				return fs.SkipDir
