@@ -149,6 +149,7 @@ func prepareContainer(c *rootless.Container, hostname, network string) error {
 	}
 	s := &c.Spec
 	s.Upper, s.Work, s.Rootfs = filepath.Join(c.Dir, "upper"), filepath.Join(c.Dir, "work"), filepath.Join(c.Dir, "rootfs")
+	s.ExecDir = c.Dir
 	s.Hostname = hostname
 	s.Hosts, s.HostnameFile, s.ResolvConf = filepath.Join(c.Dir, "hosts"), filepath.Join(c.Dir, "hostname"), filepath.Join(c.Dir, "resolv.conf")
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"

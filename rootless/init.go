@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +28,9 @@ func init() { Register(entryInit, initMain) }
 
 // Files init gets from its starter, after stdin, stdout and stderr.
 const (
-	initSpecFD   = 3 // the Spec as JSON; read to EOF
-	initStatusFD = 4 // init writes one line: "ok" once the main process runs, or the error
+	initSpecFD    = 3 // the Spec as JSON; read to EOF
+	initStatusFD  = 4 // init writes one line: "ok" once the main process runs, or the error
+	initConsoleFD = 5 // a unix socket: with a terminal, init sends the pty master on it
 )
 
 // Exit statuses of a container that never ran its command, as Docker's.
@@ -46,11 +49,9 @@ func initMain() int {
 	}
 	// Nothing the starter passed beyond stdio and our two pipes may reach
 	// the container (CVE-2024-21626 leaked a host directory fd this way).
-	if err := unix.CloseRange(initStatusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	if err := unix.CloseRange(initSpecFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(exitSetup, fmt.Errorf("close inherited files: %w", err))
 	}
-	unix.CloseOnExec(initSpecFD)
-	unix.CloseOnExec(initStatusFD)
 	var spec Spec
 	if err := json.NewDecoder(os.NewFile(initSpecFD, "spec")).Decode(&spec); err != nil {
 		return fail(exitSetup, fmt.Errorf("read spec: %w", err))
@@ -60,6 +61,15 @@ func initMain() int {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 
+	r := &reaper{waiting: map[int]chan int{}}
+	if spec.ExecDir != "" {
+		l, err := listenExec(spec.ExecDir)
+		if err != nil {
+			return fail(exitSetup, err)
+		}
+		defer l.Close()
+		go serveExec(l, &spec, r)
+	}
 	if err := setupRootfs(&spec); err != nil {
 		return fail(exitSetup, err)
 	}
@@ -75,12 +85,45 @@ func initMain() int {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail(exitSetup, fmt.Errorf("set no_new_privs: %w", err))
 	}
-	if err := cmd.Start(); err != nil {
+	if spec.Process.Terminal {
+		slave, err := sendConsole()
+		if err != nil {
+			return fail(exitSetup, err)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		defer slave.Close()
+	}
+	r.mu.Lock()
+	err = cmd.Start()
+	r.mu.Unlock()
+	if err != nil {
 		return fail(exitCodeFor(err), fmt.Errorf("start %s: %w", spec.Process.Args[0], err))
 	}
 	fmt.Fprintln(status, "ok")
 	status.Close()
-	return reap(cmd.Process.Pid, sigs)
+	return r.reap(cmd.Process.Pid, sigs)
+}
+
+// sendConsole opens a pty in the container's devpts (we are past
+// pivot_root), sends its master to the starter and returns the slave for
+// the main process.
+func sendConsole() (*os.File, error) {
+	master, slave, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open a terminal: %w", err)
+	}
+	defer master.Close()
+	sock, err := net.FileConn(os.NewFile(initConsoleFD, "console"))
+	if err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("send terminal: %w", err)
+	}
+	defer sock.Close()
+	if err := sendMsg(sock.(*net.UnixConn), struct{}{}, master); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("send terminal: %w", err)
+	}
+	return slave, nil
 }
 
 // exitCodeFor maps a failure to start the main process to Docker's codes.
@@ -167,10 +210,11 @@ func lookPath(file string, env []string) (string, error) {
 	return "", fmt.Errorf("%q: %w", file, exec.ErrNotFound)
 }
 
-// reap is PID 1's loop: it reaps every child that exits, forwards each
-// signal to the main process, and returns the main process's status as an
-// exit code once it has exited.
-func reap(main int, sigs chan os.Signal) int {
+// reap is PID 1's loop: it reaps every child that exits, hands the status
+// of exec'd processes to their clients, forwards each signal to the main
+// process, and returns the main process's status as an exit code once it
+// has exited.
+func (r *reaper) reap(main int, sigs chan os.Signal) int {
 	for sig := range sigs {
 		switch sig {
 		case unix.SIGCHLD:
@@ -189,12 +233,14 @@ func reap(main int, sigs chan os.Signal) int {
 			if pid <= 0 || err != nil {
 				break
 			}
-			if pid == main {
-				if ws.Signaled() {
-					return exitSignalBase + int(ws.Signal())
-				}
-				return ws.ExitStatus()
+			status := ws.ExitStatus()
+			if ws.Signaled() {
+				status = exitSignalBase + int(ws.Signal())
 			}
+			if pid == main {
+				return status
+			}
+			r.exited(pid, status)
 		}
 	}
 	return exitSetup

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // The monitor is the small process that owns one running container, as
@@ -78,13 +80,25 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 	go log.copy("stdout", outR, stdoutCopy, &copies)
 	go log.copy("stderr", errR, stderrCopy, &copies)
 	var stdin io.Reader
-	if withStdin {
+	if withStdin && !c.Spec.Process.Terminal {
 		stdin = os.Stdin
 	}
 
 	ctr, err := StartInit(&c.Spec, stdin, outW, errW)
 	outW.Close()
 	errW.Close()
+	if err == nil && ctr.Console != nil {
+		// With a terminal the container's output comes from the pty, all
+		// of it on stdout, as with Docker.
+		copies.Add(1)
+		go log.copy("stdout", ctr.Console, stdoutCopy, &copies)
+		if withStdin {
+			go io.Copy(ctr.Console, os.Stdin)
+		}
+		if attached {
+			go followWindowSize(ctr.Console)
+		}
+	}
 	if err != nil {
 		copies.Wait()
 		code := exitSetup
@@ -194,4 +208,20 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
+}
+
+// followWindowSize gives the container's terminal the size of ours, now
+// and whenever ours changes (SIGWINCH goes to the terminal's foreground
+// process group, which the attached monitor is in).
+func followWindowSize(console *os.File) {
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	for {
+		if size, err := pty.GetsizeFull(os.Stdin); err == nil {
+			pty.Setsize(console, size)
+		}
+		if _, ok := <-winch; !ok {
+			return
+		}
+	}
 }

@@ -16,6 +16,10 @@ type Spec struct {
 	// Rootfs is an empty folder the overlay is mounted on.
 	Rootfs string
 
+	// ExecDir is the host folder where init listens for exec requests;
+	// empty runs no exec server.
+	ExecDir string
+
 	Hostname string
 	// Network is "host" (share the caller's network) or "none" (only lo).
 	Network string

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -47,9 +48,12 @@ func sealedSelf() (*os.File, error) {
 
 // RunningInit is a container's init, started by StartInit.
 type RunningInit struct {
-	Pid  int // on the host (in the caller's pid namespace)
-	cmd  *exec.Cmd
-	done chan error
+	Pid int // on the host (in the caller's pid namespace)
+	// Console is the master of the main process's terminal, when the spec
+	// asked for one; the caller copies between it and the user.
+	Console *os.File
+	cmd     *exec.Cmd
+	done    chan error
 }
 
 // InitError is a container that could not start: Code is the exit status
@@ -88,16 +92,28 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningI
 	if spec.Network != "host" {
 		flags |= unix.CLONE_NEWNET
 	}
-	// The sealed copy travels as fd 5 so that the dup2s onto 3 and 4
+	var consoleParent, consoleChild *os.File
+	if spec.Process.Terminal {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			specW.Close()
+			statusW.Close()
+			return nil, fmt.Errorf("start container init: %w", err)
+		}
+		consoleParent, consoleChild = os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console")
+		defer consoleParent.Close()
+		defer consoleChild.Close()
+	}
+	// The sealed copy travels last, as fd 6, so that the dup2s onto 3 to 5
 	// cannot clobber it before execve opens it.
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(initStatusFD+1),
+		Path:       "/proc/self/fd/" + strconv.Itoa(initConsoleFD+1),
 		Args:       []string{"nook-init"},
 		Env:        []string{envSelf + "=" + entryInit},
 		Stdin:      stdin,
 		Stdout:     stdout,
 		Stderr:     stderr,
-		ExtraFiles: []*os.File{specR, statusW, self},
+		ExtraFiles: []*os.File{specR, statusW, consoleChild, self},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
 			Pdeathsig:  syscall.SIGKILL,
@@ -127,6 +143,9 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningI
 	specW.Close()
 	line, _ := bufio.NewReader(statusR).ReadString('\n')
 	line = strings.TrimSpace(line)
+	if err == nil && line == "ok" && consoleParent != nil {
+		in.Console, err = recvConsole(consoleParent)
+	}
 	if err == nil && line == "ok" {
 		return in, nil
 	}
@@ -164,4 +183,23 @@ func (in *RunningInit) Wait() int {
 // kills the whole container).
 func (in *RunningInit) Signal(sig syscall.Signal) error {
 	return in.cmd.Process.Signal(sig)
+}
+
+// recvConsole receives the pty master init sent.
+func recvConsole(sock *os.File) (*os.File, error) {
+	c, err := net.FileConn(sock)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var none struct{}
+	files, err := recvMsg(c.(*net.UnixConn), &none)
+	if err != nil {
+		return nil, fmt.Errorf("receive the container's terminal: %w", err)
+	}
+	if len(files) != 1 {
+		closeAll(files)
+		return nil, errors.New("receive the container's terminal: no file came")
+	}
+	return files[0], nil
 }

@@ -51,8 +51,8 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 		Image: args[0], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Network: f.network, Remove: f.rm, Terminal: f.tty,
 	}
-	if f.tty {
-		return o, errors.New("-t: terminals are not supported yet; run without -t")
+	if err := checkTTY(f.interactive, f.tty); err != nil {
+		return o, err
 	}
 	if len(args) > 1 {
 		o.Cmd = args[1:]
@@ -157,6 +157,9 @@ func startContainer(g *globals, rt *project.Runtime, c *rootless.Container, atta
 	opts := rootless.StartOptions{Attach: attach, Stdout: g.stdout, Stderr: g.stderr, Mapping: &rt.Mapping}
 	if stdin {
 		opts.Stdin = os.Stdin
+	}
+	if attach && c.Spec.Process.Terminal {
+		defer rawTerminal()()
 	}
 	code, err := rt.Containers.Start(c, opts)
 	var ie *rootless.InitError

@@ -9,8 +9,10 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/log"
+	"github.com/muesli/termenv"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/nook-dev/nook/project"
 )
@@ -72,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if g.debug {
 				level = log.DebugLevel
 			}
-			g.log = log.NewWithOptions(stderr, log.Options{Level: level, Prefix: "nook"})
+			g.log = newLogger(stderr, level)
 			return reexecIfNeeded(g, cmd, args)
 		},
 	}
@@ -123,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newPsCmd(g),
 		newInspectCmd(g),
 		newLogsCmd(g),
+		newExecCmd(g),
 	)
 
 	err = root.Execute()
@@ -205,4 +208,17 @@ func parseLeadingGlobals(g *globals, args []string) ([]string, error) {
 		return nil, err
 	}
 	return args[len(lead):], nil
+}
+
+// newLogger logs to w. charmbracelet/log asks a terminal for its colours
+// when it is handed one, writing escape sequences and reading the reply
+// from the terminal (stealing the user's keystrokes, and waiting when no
+// reply comes); so it gets a plain writer, and colours are switched on by
+// hand when w is a terminal.
+func newLogger(w io.Writer, level log.Level) *log.Logger {
+	l := log.NewWithOptions(struct{ io.Writer }{w}, log.Options{Level: level, Prefix: "nook"})
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "" {
+		l.SetColorProfile(termenv.ANSI256)
+	}
+	return l
 }
