@@ -34,6 +34,9 @@ type Builder struct {
 	Progress func(Event)
 	// Output receives what host and run steps print; nil discards it.
 	Output io.Writer
+	// IgnoreChown unpacks layers without their owners, for a single-id
+	// mapping that cannot represent them.
+	IgnoreChown bool
 }
 
 // Result is what a build produced.
@@ -152,7 +155,7 @@ func (b *Builder) step(ctx context.Context, cctx *Context, st *buildState, s Ste
 		if b.Runner == nil {
 			return false, errors.New("run steps need the container runtime, which this build was not given")
 		}
-		return false, errors.New("run steps are not wired to the runtime yet")
+		return b.runStep(ctx, st, s)
 	}
 	return false, fmt.Errorf("unknown step kind %q", s.Kind)
 }
@@ -390,4 +393,56 @@ func (c *Context) digests(names []string) (map[string][32]byte, error) {
 func (c *Context) outputsMatch(want map[string][32]byte) bool {
 	got, err := c.digests(slices.Collect(maps.Keys(want)))
 	return err == nil && maps.Equal(got, want)
+}
+
+// runStep runs a command in a container made of the image so far; what it
+// changes becomes the step's layer. Its cache key is the parent, the
+// command and the build arguments, as Docker's RUN.
+func (b *Builder) runStep(ctx context.Context, st *buildState, s Step) (bool, error) {
+	var content []byte
+	for _, k := range slices.Sorted(maps.Keys(st.args)) {
+		content = fmt.Appendf(content, "arg %s=%s\n", k, st.args[k])
+	}
+	key := stepKey(st.key, s, content)
+	if e, ok := b.cacheGet(key); ok && e.Layer != nil {
+		st.addLayer(key, *e.Layer, s)
+		return true, nil
+	}
+	req := RunRequest{
+		LayerRoot: b.Store.LayerDir(),
+		Command:   []string{"/bin/sh", "-c", s.Command},
+		Env:       append(slices.Clone(st.cfg.Config.Env), sortedVars(st.args)...),
+		Workdir:   st.cfg.Config.WorkingDir,
+		User:      st.cfg.Config.User,
+		Stdout:    b.Output,
+		Stderr:    b.Output,
+	}
+	for _, l := range slices.Backward(st.layers) {
+		dir, err := b.Store.Unpacked(l.Digest, b.IgnoreChown)
+		if err != nil {
+			return false, err
+		}
+		req.Lowers = append(req.Lowers, dir)
+	}
+	tmp, err := os.MkdirTemp(b.Store.path("tmp"), "run-*")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(tmp)
+	req.Upper = filepath.Join(tmp, "upper")
+	if err := os.Mkdir(req.Upper, 0o755); err != nil {
+		return false, err
+	}
+	if err := b.Runner.RunStep(ctx, req); err != nil {
+		return false, err
+	}
+	layer, err := b.Store.WriteUpper(req.Upper)
+	if err != nil {
+		return false, err
+	}
+	if err := b.cachePut(key, cacheEntry{Layer: &layer}); err != nil {
+		return false, err
+	}
+	st.addLayer(key, layer, s)
+	return false, nil
 }

@@ -79,8 +79,9 @@ func sortedVars(vars map[string]string) []string {
 // RunRequest is a run step for a StepRunner.
 type RunRequest struct {
 	// Lowers are the unpacked layer folders of the image so far, top first,
-	// ready to be overlay lowerdirs.
-	Lowers []string
+	// relative to LayerRoot, ready to be overlay lowerdirs.
+	LayerRoot string
+	Lowers    []string
 	// Upper is an empty folder to receive the step's changes, in overlay's
 	// format (whiteouts as 0/0 character devices, user.overlay.opaque).
 	Upper   string

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nook-dev/nook/layers"
+	"github.com/nook-dev/nook/rootless"
 )
 
 // BuildOptions say how to build a project's images.
@@ -51,7 +52,14 @@ func Build(ctx context.Context, p *Project, opts BuildOptions) ([]Built, error) 
 	stats := layers.LoadStatCache(statFile)
 	defer stats.Save(statFile)
 
-	b := &layers.Builder{Store: opts.Store, Stats: stats, NoCache: opts.NoCache, Progress: opts.Progress, Output: opts.Output}
+	single := false
+	if m, err := rootless.HostMapping(); err == nil {
+		single = m.Kind == rootless.MapSingle
+	}
+	b := &layers.Builder{
+		Store: opts.Store, Stats: stats, NoCache: opts.NoCache, Progress: opts.Progress, Output: opts.Output,
+		Runner: stepRunner{noSetGroups: single}, IgnoreChown: single,
+	}
 	digests := map[string]v1.Hash{}
 	var out []Built
 	for _, name := range p.BuildOrder {

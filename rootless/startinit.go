@@ -203,3 +203,14 @@ func recvConsole(sock *os.File) (*os.File, error) {
 	}
 	return files[0], nil
 }
+
+// RunOnce runs a container for spec to completion and returns its exit
+// status: a build step's container, which keeps nothing but its upper
+// folder.
+func RunOnce(spec *Spec, stdout, stderr io.Writer) (int, error) {
+	c, err := StartInit(spec, nil, stdout, stderr)
+	if err != nil {
+		return 0, err
+	}
+	return c.Wait(), nil
+}
