@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -23,12 +24,13 @@ import (
 // own xattrs are dropped. Entries are sorted and timestamps set to
 // SOURCE_DATE_EPOCH (or 0), so the same changes give the same layer. The
 // caller must be able to read every file (uid 0 in nook's user namespace).
-func (s *Store) WriteUpper(upper string) (LayerDesc, error) {
+// Paths in skip (slash-separated, relative) are left out.
+func (s *Store) WriteUpper(upper string, skip ...string) (LayerDesc, error) {
 	w, err := s.NewBlob()
 	if err != nil {
 		return LayerDesc{}, err
 	}
-	if err := writeUpperTar(w, upper, sourceDateEpoch()); err != nil {
+	if err := writeUpperTar(w, upper, sourceDateEpoch(), skip); err != nil {
 		w.Abort()
 		return LayerDesc{}, fmt.Errorf("write layer from %s: %w", upper, err)
 	}
@@ -36,7 +38,7 @@ func (s *Store) WriteUpper(upper string) (LayerDesc, error) {
 	return LayerDesc{Digest: d, Size: n}, err
 }
 
-func writeUpperTar(w io.Writer, upper string, mtime int64) error {
+func writeUpperTar(w io.Writer, upper string, mtime int64, skip []string) error {
 	var paths []string
 	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -57,6 +59,9 @@ func writeUpperTar(w io.Writer, upper string, mtime int64) error {
 	defer copyBuf.Put(buf)
 	for _, p := range paths {
 		rel := filepath.ToSlash(strings.TrimPrefix(p, upper+"/"))
+		if slices.Contains(skip, rel) {
+			continue
+		}
 		if err := writeUpperEntry(tw, p, rel, mtime, links, *buf); err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/layers"
@@ -213,4 +214,36 @@ func parseInt(s string) (int, error) {
 	var n int
 	_, err := fmt.Sscanf(s, "%d", &n)
 	return n, err
+}
+
+// Commit makes an image of a container: its image plus one layer with
+// what the container changed, tagged name. The /etc files nook mounts
+// over are not part of it.
+func (rt *Runtime) Commit(c *rootless.Container, name string) (v1.Hash, error) {
+	base, err := v1.NewHash(c.ImageID)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("commit %s: %w", c.Name, err)
+	}
+	im, err := rt.Store.Image(base)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("commit %s: %w", c.Name, err)
+	}
+	layer, err := rt.Store.WriteUpper(c.Spec.Upper, "etc/hosts", "etc/hostname", "etc/resolv.conf")
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("commit %s: %w", c.Name, err)
+	}
+	var descs []layers.LayerDesc
+	for _, l := range im.Manifest.Layers {
+		descs = append(descs, layers.LayerDesc{Digest: l.Digest, Size: l.Size})
+	}
+	cfg := *im.Config
+	cfg.History = append(cfg.History, v1.History{CreatedBy: "nook commit " + c.Name})
+	d, err := rt.Store.PutImage(cfg, append(descs, layer))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if name != "" {
+		err = rt.Store.Tag(name, d)
+	}
+	return d, err
 }

@@ -449,3 +449,31 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%d years", int(d.Hours())/24/365)
 	}
 }
+
+func newCommitCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "commit CONTAINER [IMAGE]",
+		Short: "Make an image of a container's changes",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			c, err := rt.Containers.Get(args[0])
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 2 {
+				name = args[1]
+			}
+			d, err := rt.Commit(c, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, d)
+			return nil
+		},
+	}
+}

@@ -126,6 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newInspectCmd(g),
 		newLogsCmd(g),
 		newExecCmd(g),
+		inUserns(newCommitCmd(g)),
 	)
 
 	err = root.Execute()
