@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -88,11 +89,22 @@ func newPruneCmd(g *globals) *cobra.Command {
 		Short: "Remove image data no image name references",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			s, err := openStore()
+			rt, err := openRuntime()
 			if err != nil {
 				return err
 			}
-			rep, err := s.Prune(nil)
+			// Images that containers run from stay, named or not.
+			var keep []v1.Hash
+			list, err := rt.Containers.List()
+			if err != nil {
+				return err
+			}
+			for _, c := range list {
+				if d, err := v1.NewHash(c.ImageID); err == nil {
+					keep = append(keep, d)
+				}
+			}
+			rep, err := rt.Store.Prune(keep)
 			if err != nil {
 				return err
 			}
