@@ -2,6 +2,7 @@ package project
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,6 +57,15 @@ type ContainerOptions struct {
 	Remove     bool
 	Terminal   bool
 	Labels     map[string]string
+
+	// Hosts adds names to the container's /etc/hosts (name -> address).
+	Hosts map[string]string
+
+	Restart     rootless.RestartPolicy
+	Healthcheck *rootless.Healthcheck
+	StopSignal  string        // default: the image's, else SIGTERM
+	StopTimeout time.Duration // default: 10s
+	KeepID      bool
 }
 
 // CreateContainer makes a container from an image: it unpacks the image's
@@ -100,13 +110,14 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	if network == "" {
 		network = "host"
 	}
-	stopSignal := cfg.StopSignal
-	if stopSignal == "" {
-		stopSignal = "SIGTERM"
+	stopSignal := firstNonEmpty(o.StopSignal, cfg.StopSignal, "SIGTERM")
+	stopTimeout := o.StopTimeout
+	if stopTimeout == 0 {
+		stopTimeout = 10 * time.Second
 	}
 	rc := rootless.Config{
 		Name: o.Name, Image: o.Image, ImageID: d.String(), Labels: o.Labels, Remove: o.Remove,
-		StopSignal: stopSignal, StopTimeout: 10 * time.Second,
+		StopSignal: stopSignal, StopTimeout: stopTimeout, Restart: o.Restart, Healthcheck: o.Healthcheck,
 		Spec: rootless.Spec{
 			LayerRoot: rt.Store.LayerDir(),
 			Lowers:    lowers,
@@ -132,7 +143,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareContainer(c, o.Hostname, network); err != nil {
+	if err := prepareContainer(c, o.Hostname, network, o.Hosts); err != nil {
 		rt.Containers.Remove(c)
 		return nil, err
 	}
@@ -141,7 +152,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 
 // prepareContainer fills in the paths and /etc files of a new container
 // and saves its config.
-func prepareContainer(c *rootless.Container, hostname, network string) error {
+func prepareContainer(c *rootless.Container, hostname, network string, extra map[string]string) error {
 	if hostname == "" {
 		hostname = c.Name
 		if len(hostname) > 63 {
@@ -154,6 +165,9 @@ func prepareContainer(c *rootless.Container, hostname, network string) error {
 	s.Hostname = hostname
 	s.Hosts, s.HostnameFile, s.ResolvConf = filepath.Join(c.Dir, "hosts"), filepath.Join(c.Dir, "hostname"), filepath.Join(c.Dir, "resolv.conf")
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		hosts += extra[name] + "\t" + name + "\n"
+	}
 	resolv := "nameserver 127.0.0.1\n"
 	if network == "host" {
 		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {

@@ -47,16 +47,46 @@ type Config struct {
 	Remove      bool          `json:"remove,omitempty"`
 	StopSignal  string        `json:"stop_signal,omitempty"`
 	StopTimeout time.Duration `json:"stop_timeout,omitempty"`
+	// Restart says when the monitor starts the container again after it
+	// exits: "no" (or empty), "on-failure" (at most MaxRetries times, 0
+	// meaning no limit) or "always". A stop never restarts it.
+	Restart     RestartPolicy `json:"restart,omitzero"`
+	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"`
 	Spec        Spec          `json:"spec"`
+}
+
+// RestartPolicy is when a container is started again after it exits.
+type RestartPolicy struct {
+	Policy     string `json:"policy,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"`
+}
+
+// Healthcheck is a command the monitor runs in the container every
+// Interval; Retries failures in a row make it unhealthy, failures during
+// StartPeriod do not count.
+type Healthcheck struct {
+	Cmd         []string      `json:"cmd"`
+	Interval    time.Duration `json:"interval"`
+	Timeout     time.Duration `json:"timeout"`
+	Retries     int           `json:"retries"`
+	StartPeriod time.Duration `json:"start_period,omitempty"`
 }
 
 // Status is where a container is in its life.
 type Status string
 
 const (
-	StatusCreated Status = "created"
-	StatusRunning Status = "running"
-	StatusExited  Status = "exited"
+	StatusCreated    Status = "created"
+	StatusRunning    Status = "running"
+	StatusRestarting Status = "restarting" // exited; its monitor starts it again after a back-off
+	StatusExited     Status = "exited"
+)
+
+// Health states, as Docker's.
+const (
+	HealthStarting  = "starting"
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
 )
 
 // State is what a container is doing, as its monitor last recorded it.
@@ -70,6 +100,11 @@ type State struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	ExitCode   int       `json:"exit_code"`
 	Error      string    `json:"error,omitempty"` // why it did not start, or why it stopped unseen
+	// Health is the healthcheck's verdict ("starting", "healthy",
+	// "unhealthy"); empty without a healthcheck.
+	Health        string `json:"health,omitempty"`
+	FailingStreak int    `json:"failing_streak,omitempty"`
+	RestartCount  int    `json:"restart_count,omitempty"`
 }
 
 // Container is a container's record.
@@ -264,10 +299,16 @@ func (c *Container) SaveState() error {
 // truthful corrects a state that says "running" when its process is gone:
 // killed with its monitor, or the machine rebooted.
 func (s State) truthful() State {
-	if s.Status != StatusRunning {
-		return s
-	}
-	if s.BootID == bootID() && processStart(s.Pid) == s.PidStart && s.PidStart != 0 {
+	switch s.Status {
+	case StatusRunning:
+		if s.BootID == bootID() && processStart(s.Pid) == s.PidStart && s.PidStart != 0 {
+			return s
+		}
+	case StatusRestarting:
+		if s.BootID == bootID() && processStart(s.MonitorPid) != 0 {
+			return s
+		}
+	default:
 		return s
 	}
 	s.Status = StatusExited

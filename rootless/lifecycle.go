@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,9 +33,10 @@ type StartOptions struct {
 // Detached, it returns 0 once the container runs. A container that cannot
 // start gives an *InitError carrying Docker's status for it.
 func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
-	if c.State.Status == StatusRunning {
+	if c.State.Status == StatusRunning || c.State.Status == StatusRestarting {
 		return 0, fmt.Errorf("start %s: it is already running", c.Name)
 	}
+	os.Remove(filepath.Join(c.Dir, stopFlag))
 	mode := "detached"
 	if opts.Attach {
 		mode = "attached"
@@ -95,8 +97,19 @@ func (c *Container) Signal(sig syscall.Signal) error {
 // exit, then kills it. Stopping a container that is not running is not an
 // error.
 func (cs *Containers) Stop(c *Container, sig syscall.Signal, timeout time.Duration) error {
-	if c.State.Status != StatusRunning {
+	switch c.State.Status {
+	case StatusRunning:
+	case StatusRestarting:
+		// Waiting to restart: tell the monitor to give up.
+		os.WriteFile(filepath.Join(c.Dir, stopFlag), nil, 0o600)
+		unix.Kill(c.State.MonitorPid, unix.SIGTERM)
+		waitExit(c.State.MonitorPid, timeout+10*time.Second)
 		return nil
+	default:
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(c.Dir, stopFlag), nil, 0o600); err != nil {
+		return fmt.Errorf("stop %s: %w", c.Name, err)
 	}
 	if err := c.Signal(sig); err != nil {
 		return err
@@ -116,7 +129,7 @@ func (cs *Containers) Stop(c *Container, sig syscall.Signal, timeout time.Durati
 // Wait blocks until a running container has exited and its monitor has
 // recorded it, then returns its record (nil if it removed itself).
 func (cs *Containers) Wait(c *Container) (*Container, error) {
-	if c.State.Status == StatusRunning {
+	if c.State.Status == StatusRunning || c.State.Status == StatusRestarting {
 		waitExit(c.State.MonitorPid, -1)
 	}
 	got, err := cs.load(c.ID)

@@ -62,74 +62,219 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 		return c.failed(exitSetup, fmt.Errorf("open log: %w", err), report)
 	}
 	defer logFile.Close()
-	log := &logSink{f: logFile}
+	m := &monitor{c: c, log: &logSink{f: logFile}, attached: attached, withStdin: withStdin, sigs: sigs}
+	backoff := restartBackoffMin
+	for {
+		started := time.Now()
+		code, err := m.runOnce(report)
+		report = func(string) {} // only the first start is reported
+		if err != nil {
+			return c.failed(code, err, func(string) {})
+		}
+		if !m.shouldRestart(code) {
+			break
+		}
+		// Docker's back-off: doubling from 100 ms up to a minute, back to
+		// the start after a run of ten seconds or more.
+		if time.Since(started) >= 10*time.Second {
+			backoff = restartBackoffMin
+		}
+		m.update(func(s *State) { s.Status, s.RestartCount = StatusRestarting, s.RestartCount+1 })
+		select {
+		case <-time.After(backoff):
+		case <-sigs:
+			m.update(func(s *State) { s.Status = StatusExited })
+			return code
+		}
+		backoff = min(2*backoff, restartBackoffMax)
+		if c.stopRequested() {
+			m.update(func(s *State) { s.Status = StatusExited })
+			return code
+		}
+	}
+	if c.Remove {
+		cs.Remove(c)
+	}
+	return c.State.ExitCode
+}
+
+const (
+	restartBackoffMin = 100 * time.Millisecond
+	restartBackoffMax = time.Minute
+)
+
+// monitor is the state of one monitor process across restarts.
+type monitor struct {
+	c                   *Container
+	log                 *logSink
+	attached, withStdin bool
+	sigs                chan os.Signal
+	mu                  sync.Mutex // guards c.State against the healthcheck
+}
+
+func (m *monitor) update(change func(*State)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	change(&m.c.State)
+	m.c.SaveState()
+}
+
+// runOnce runs the container from start to exit and returns its status.
+// An error means it could not start; code is then Docker's status for it.
+func (m *monitor) runOnce(report func(string)) (int, error) {
+	c := m.c
 	var stdoutCopy, stderrCopy io.Writer = io.Discard, io.Discard
-	if attached {
+	if m.attached {
 		stdoutCopy, stderrCopy = os.Stdout, os.Stderr
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return c.failed(exitSetup, err, report)
+		return exitSetup, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		return c.failed(exitSetup, err, report)
+		return exitSetup, err
 	}
 	var copies sync.WaitGroup
 	copies.Add(2)
-	go log.copy("stdout", outR, stdoutCopy, &copies)
-	go log.copy("stderr", errR, stderrCopy, &copies)
+	go m.log.copy("stdout", outR, stdoutCopy, &copies)
+	go m.log.copy("stderr", errR, stderrCopy, &copies)
 	var stdin io.Reader
-	if withStdin && !c.Spec.Process.Terminal {
+	if m.withStdin && !c.Spec.Process.Terminal {
 		stdin = os.Stdin
 	}
-
 	ctr, err := StartInit(&c.Spec, stdin, outW, errW)
 	outW.Close()
 	errW.Close()
-	if err == nil && ctr.Console != nil {
+	if err != nil {
+		copies.Wait()
+		if ie, ok := err.(*InitError); ok {
+			report(fmt.Sprintf("%d %v", ie.Code, err))
+			return ie.Code, err
+		}
+		report(fmt.Sprintf("%d %v", exitSetup, err))
+		return exitSetup, err
+	}
+	if ctr.Console != nil {
 		// With a terminal the container's output comes from the pty, all
 		// of it on stdout, as with Docker.
 		copies.Add(1)
-		go log.copy("stdout", ctr.Console, stdoutCopy, &copies)
-		if withStdin {
+		go m.log.copy("stdout", ctr.Console, stdoutCopy, &copies)
+		if m.withStdin {
 			go io.Copy(ctr.Console, os.Stdin)
 		}
-		if attached {
+		if m.attached {
 			go followWindowSize(ctr.Console)
 		}
 	}
-	if err != nil {
-		copies.Wait()
-		code := exitSetup
-		if ie, ok := err.(*InitError); ok {
-			code = ie.Code
+	m.update(func(s *State) {
+		restarts := s.RestartCount
+		*s = State{
+			Status: StatusRunning, Pid: ctr.Pid, PidStart: processStart(ctr.Pid), BootID: bootID(),
+			MonitorPid: os.Getpid(), StartedAt: time.Now().UTC(), RestartCount: restarts,
 		}
-		return c.failed(code, err, report)
-	}
-	c.State = State{
-		Status: StatusRunning, Pid: ctr.Pid, PidStart: processStart(ctr.Pid), BootID: bootID(),
-		MonitorPid: os.Getpid(), StartedAt: time.Now().UTC(),
-	}
-	if err := c.SaveState(); err != nil {
-		ctr.Signal(syscall.SIGKILL)
-	}
+		if c.Healthcheck != nil {
+			s.Health = HealthStarting
+		}
+	})
 	report("ok")
+	done := make(chan struct{})
 	go func() {
-		for s := range sigs {
-			ctr.Signal(s.(syscall.Signal))
+		for {
+			select {
+			case s := <-m.sigs:
+				ctr.Signal(s.(syscall.Signal))
+			case <-done:
+				return
+			}
 		}
 	}()
-	code := ctr.Wait()
-	copies.Wait()
-	log.flush()
-	c.State.Status, c.State.ExitCode, c.State.FinishedAt = StatusExited, code, time.Now().UTC()
-	c.SaveState()
-	if c.Remove {
-		cs.Remove(c)
+	if c.Healthcheck != nil {
+		go m.healthcheck(done)
 	}
-	return code
+	code := ctr.Wait()
+	close(done)
+	copies.Wait()
+	m.log.flush()
+	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = StatusExited, code, time.Now().UTC() })
+	return code, nil
 }
+
+// shouldRestart applies the restart policy to an exit.
+func (m *monitor) shouldRestart(code int) bool {
+	c := m.c
+	if c.stopRequested() {
+		return false
+	}
+	switch c.Restart.Policy {
+	case "always":
+		return true
+	case "on-failure":
+		return code != 0 && (c.Restart.MaxRetries == 0 || c.State.RestartCount < c.Restart.MaxRetries)
+	}
+	return false
+}
+
+// healthcheck runs the container's healthcheck until done is closed.
+func (m *monitor) healthcheck(done chan struct{}) {
+	hc := m.c.Healthcheck
+	started := time.Now()
+	tick := time.NewTicker(hc.Interval)
+	defer tick.Stop()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer null.Close()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		m.mu.Lock()
+		c := *m.c
+		m.mu.Unlock()
+		result := make(chan int, 1)
+		go func() {
+			code, err := c.Exec(ExecRequest{Args: hc.Cmd}, null, null, null, nil)
+			if err != nil {
+				code = -1
+			}
+			result <- code
+		}()
+		ok := false
+		select {
+		case code := <-result:
+			ok = code == 0
+		case <-time.After(hc.Timeout):
+		case <-done:
+			return
+		}
+		m.update(func(s *State) {
+			switch {
+			case ok:
+				s.Health, s.FailingStreak = HealthHealthy, 0
+			case time.Since(started) < hc.StartPeriod:
+			default:
+				s.FailingStreak++
+				if s.FailingStreak >= hc.Retries {
+					s.Health = HealthUnhealthy
+				}
+			}
+		})
+	}
+}
+
+// stopRequested reports whether a stop asked the container to stay down.
+func (c *Container) stopRequested() bool {
+	_, err := os.Stat(filepath.Join(c.Dir, stopFlag))
+	return err == nil
+}
+
+// stopFlag marks a container that was stopped on purpose: its restart
+// policy does not apply until it is started again.
+const stopFlag = "stop-requested"
 
 // failed records a container that could not start and reports why.
 func (c *Container) failed(code int, err error, report func(string)) int {

@@ -204,7 +204,7 @@ func newStartCmd(g *globals) *cobra.Command {
 				return errors.New("start -a: attach to one container at a time")
 			}
 			for _, a := range args {
-				c, err := rt.Containers.Get(a)
+				c, err := getContainer(g, rt, a)
 				if err != nil {
 					return err
 				}
@@ -232,7 +232,7 @@ func eachContainer(g *globals, args []string, fn func(*project.Runtime, *rootles
 	}
 	var first error
 	for _, a := range args {
-		c, err := rt.Containers.Get(a)
+		c, err := getContainer(g, rt, a)
 		if err == nil {
 			err = fn(rt, c)
 		}
@@ -332,7 +332,7 @@ func newWaitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			for _, a := range args {
-				c, err := rt.Containers.Get(a)
+				c, err := getContainer(g, rt, a)
 				if err != nil {
 					return err
 				}
@@ -407,7 +407,13 @@ func status(c *rootless.Container) string {
 	s := c.State
 	switch s.Status {
 	case rootless.StatusRunning:
-		return "Up " + humanDuration(time.Since(s.StartedAt))
+		up := "Up " + humanDuration(time.Since(s.StartedAt))
+		if s.Health != "" {
+			up += " (" + s.Health + ")"
+		}
+		return up
+	case rootless.StatusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", s.ExitCode, humanDuration(time.Since(s.FinishedAt)))
 	case rootless.StatusExited:
 		code := strconv.Itoa(s.ExitCode)
 		if s.ExitCode < 0 {
@@ -460,7 +466,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := rt.Containers.Get(args[0])
+			c, err := getContainer(g, rt, args[0])
 			if err != nil {
 				return err
 			}
@@ -476,4 +482,13 @@ func newCommitCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// getContainer finds a container by name or id, or, in a project, by
+// service name ("web", "web-2").
+func getContainer(g *globals, rt *project.Runtime, ref string) (*rootless.Container, error) {
+	if c, err := rt.Containers.Get(resolveRef(currentProject(g), ref)); err == nil {
+		return c, nil
+	}
+	return rt.Containers.Get(ref)
 }

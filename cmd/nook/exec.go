@@ -54,7 +54,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := rt.Containers.Get(args[0])
+			c, err := getContainer(g, rt, args[0])
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,21 +14,29 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nook-dev/nook/project"
 	"github.com/nook-dev/nook/rootless"
 )
 
 func newPsCmd(g *globals) *cobra.Command {
-	var all, quiet, asJSON bool
+	var all, quiet, asJSON, everywhere bool
 	cmd := &cobra.Command{
 		Use:   "ps [flags]",
-		Short: "List containers (running ones; -a for all)",
+		Short: "List containers: the project's in a project folder, else all (running ones; -a for all)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			rt, err := openRuntime()
 			if err != nil {
 				return err
 			}
+			var p *project.Project
+			if !everywhere {
+				p = currentProject(g)
+			}
 			list, err := rt.Containers.List()
+			if p != nil {
+				list, err = rt.ProjectContainers(p.Name)
+			}
 			if err != nil {
 				return err
 			}
@@ -44,6 +53,13 @@ func newPsCmd(g *globals) *cobra.Command {
 				}
 			case asJSON:
 				return printJSON(g.stdout, inspectAll(shown))
+			case p != nil:
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tIMAGE\tSERVICE\tCREATED\tSTATUS\tPORTS")
+				for _, c := range shown {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t\n", c.Name, c.Image, displayName(c), humanDuration(time.Since(c.Created)), status(c))
+				}
+				return tw.Flush()
 			default:
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
 				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
@@ -62,6 +78,7 @@ func newPsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "include containers that are not running")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print ids only")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&everywhere, "all-projects", false, "list every container, even in a project folder")
 	return cmd
 }
 
@@ -98,7 +115,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 			}
 			var cs []*rootless.Container
 			for _, a := range args {
-				c, err := rt.Containers.Get(a)
+				c, err := getContainer(g, rt, a)
 				if err != nil {
 					return err
 				}
@@ -116,15 +133,10 @@ func newLogsCmd(g *globals) *cobra.Command {
 	var tail int
 	var since string
 	cmd := &cobra.Command{
-		Use:   "logs [flags] CONTAINER",
-		Short: "Print a container's output",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		Use:   "logs [flags] CONTAINER | [SERVICE...]",
+		Short: "Print a container's output, or in a project folder its services' merged output",
+		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := rt.Containers.Get(args[0])
 			if err != nil {
 				return err
 			}
@@ -133,6 +145,16 @@ func newLogsCmd(g *globals) *cobra.Command {
 				if from, err = parseSince(since); err != nil {
 					return err
 				}
+			}
+			if p := currentProject(g); p != nil && allServices(p, args) {
+				return followLogs(cmd.Context(), g, rt, p, args, follow, tail, from)
+			}
+			if len(args) != 1 {
+				return errors.New("logs: name one container (or run it in a project folder, with service names)")
+			}
+			c, err := getContainer(g, rt, args[0])
+			if err != nil {
+				return err
 			}
 			return printLogs(g, c, tail, from, follow)
 		},
@@ -208,4 +230,14 @@ func printLogs(g *globals, c *rootless.Container, tail int, since time.Time, fol
 		}
 	}
 	return nil
+}
+
+// allServices reports whether every name is a service of p.
+func allServices(p *project.Project, names []string) bool {
+	for _, n := range names {
+		if p.Containers[n] == nil {
+			return false
+		}
+	}
+	return true
 }

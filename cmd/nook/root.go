@@ -100,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	root.AddCommand(
 		newVersionCmd(g),
+		//DOCTOR newDoctorCmd(g),
 		newConfigCmd(g),
 		newUpCmd(g),
 		newDownCmd(g),

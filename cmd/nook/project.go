@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nook-dev/nook/project"
+	"github.com/nook-dev/nook/rootless"
+)
+
+// currentProject loads the project the global flags or the working folder
+// point at, or returns nil when there is none (or it does not load): the
+// container verbs then work on containers by their own names.
+func currentProject(g *globals) *project.Project {
+	p, err := project.Load(g.loadOptions())
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// resolveRef maps a service name ("web", or "web-2" for a replica) of the
+// current project to its container's name; anything else is a container
+// name or id as it is.
+func resolveRef(p *project.Project, ref string) string {
+	if p == nil {
+		return ref
+	}
+	if p.Containers[ref] != nil {
+		return project.ContainerName(p.Name, ref, 1)
+	}
+	if i := strings.LastIndex(ref, "-"); i > 0 {
+		if n, err := strconv.Atoi(ref[i+1:]); err == nil && p.Containers[ref[:i]] != nil {
+			return project.ContainerName(p.Name, ref[:i], n)
+		}
+	}
+	return ref
+}
+
+func projectProgress(g *globals) func(string, string) {
+	return func(svc, msg string) { fmt.Fprintf(g.stderr, " ✔ %-20s %s\n", svc, msg) }
+}
+
+func newUpCmd(g *globals) *cobra.Command {
+	var detach, watch, noBuild, build, forceRecreate, noCache bool
+	var scale []string
+	cmd := &cobra.Command{
+		Use:   "up [flags] [SERVICE...]",
+		Short: "Build what changed and start the project's containers",
+		Long: "Build what changed and bring the project's containers to what nook.toml describes, in dependency order.\n" +
+			"In the foreground nook follows their output until Ctrl-C, which stops them (a second Ctrl-C kills);\n" +
+			"with -d it returns once they are started (and healthy where a dependency waits for it).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch {
+				return errors.New("up --watch: not implemented yet (the watch loop is the next milestone)")
+			}
+			p, err := project.Load(g.loadOptions())
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			o := project.UpOptions{
+				Services: args, NoBuild: noBuild && !build, ForceRecreate: forceRecreate, Scale: map[string]int{},
+				Build:    project.BuildOptions{NoCache: noCache, Progress: stepPrinter(g), Output: g.stderr},
+				Progress: projectProgress(g),
+			}
+			for _, s := range scale {
+				svc, n, ok := strings.Cut(s, "=")
+				count, err := strconv.Atoi(n)
+				if !ok || err != nil || count < 0 {
+					return fmt.Errorf("--scale %q: want SERVICE=N", s)
+				}
+				o.Scale[svc] = count
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			began := time.Now()
+			if err := rt.Up(ctx, p, o); err != nil {
+				return err
+			}
+			if detach {
+				return nil
+			}
+			return followProject(g, rt, p, stop, began)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&detach, "detach", "d", false, "start in the background and return")
+	f.BoolVarP(&watch, "watch", "w", false, "rebuild and restart what a file change affects")
+	f.BoolVar(&build, "build", false, "build images before starting (the default)")
+	f.BoolVar(&noBuild, "no-build", false, "do not build; use the images in the store")
+	f.BoolVar(&noCache, "no-cache", false, "rebuild every step")
+	f.BoolVar(&forceRecreate, "force-recreate", false, "recreate containers even if nothing changed")
+	f.StringArrayVar(&scale, "scale", nil, "run `SERVICE=N` replicas (repeatable)")
+	return cmd
+}
+
+// followProject prints the project's merged output until its containers
+// have all exited or the user presses Ctrl-C, then stops them; a second
+// Ctrl-C kills them.
+func followProject(g *globals, rt *project.Runtime, p *project.Project, stopSignals func(), since time.Time) error {
+	stopSignals()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- followLogs(ctx, g, rt, p, nil, true, -1, since) }()
+	select {
+	case err := <-done:
+		return err
+	case <-sigs:
+	}
+	cancel()
+	fmt.Fprintln(g.stderr, "Gracefully stopping... (press Ctrl-C again to force)")
+	stopped := make(chan error, 1)
+	go func() { stopped <- stopProject(rt, p, false) }()
+	select {
+	case err := <-stopped:
+		return err
+	case <-sigs:
+		return stopProject(rt, p, true)
+	}
+}
+
+// stopProject stops a project's containers in reverse start order.
+func stopProject(rt *project.Runtime, p *project.Project, kill bool) error {
+	cs, err := rt.ProjectContainers(p.Name)
+	if err != nil {
+		return err
+	}
+	for i := len(p.StartOrder) - 1; i >= 0; i-- {
+		for _, c := range cs {
+			if c.Labels[project.LabelService] != p.StartOrder[i] {
+				continue
+			}
+			sig, timeout := stopSignal(c), c.StopTimeout
+			if kill {
+				sig, timeout = syscall.SIGKILL, 0
+			}
+			if err := rt.Containers.Stop(c, sig, timeout); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func newDownCmd(g *globals) *cobra.Command {
+	var volumes bool
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "down [flags]",
+		Short: "Stop and remove the project's containers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := project.Load(g.loadOptions())
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			o := project.DownOptions{Volumes: volumes, Progress: projectProgress(g)}
+			if cmd.Flags().Changed("timeout") {
+				t := time.Duration(timeout) * time.Second
+				o.Timeout = &t
+			}
+			return rt.Down(p, o)
+		},
+	}
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "also remove the project's named volumes")
+	cmd.Flags().IntVarP(&timeout, "timeout", "t", 10, "seconds to wait for each container to stop before killing it")
+	return cmd
+}
+
+// serviceOf returns the service label of a project container, or "".
+func serviceOf(c *rootless.Container) string { return c.Labels[project.LabelService] }
