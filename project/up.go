@@ -340,7 +340,7 @@ func (rt *Runtime) waitFor(ctx context.Context, name string, cond Condition, tim
 				return nil
 			}
 			if st.Health == rootless.HealthUnhealthy {
-				return fmt.Errorf("it is unhealthy%s", lastLogLines(c, 10))
+				return fmt.Errorf("it is unhealthy: its healthcheck %s%s", st.HealthFailure, lastLogLines(c, 10))
 			}
 		case Completed:
 			if st.Status == rootless.StatusExited && st.ExitCode == 0 {

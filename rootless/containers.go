@@ -104,6 +104,7 @@ type State struct {
 	// "unhealthy"); empty without a healthcheck.
 	Health        string `json:"health,omitempty"`
 	FailingStreak int    `json:"failing_streak,omitempty"`
+	HealthFailure string `json:"health_failure,omitempty"` // why the last check failed
 	RestartCount  int    `json:"restart_count,omitempty"`
 }
 

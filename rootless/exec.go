@@ -28,6 +28,9 @@ type ExecRequest struct {
 	Cwd  string   `json:"cwd,omitempty"`  // default: the container's
 	User string   `json:"user,omitempty"` // default: the container's
 	Tty  bool     `json:"tty,omitempty"`
+	// Files, if set, makes this a sync request instead: write or remove
+	// files in the container (see Container.Sync); Args is ignored.
+	Files []SyncFile `json:"files,omitempty"`
 }
 
 type execReply struct {
@@ -39,7 +42,8 @@ type execReply struct {
 
 // execSocket is the socket's name in the container's folder; paths are
 // built relative to that folder, since an absolute one may pass the
-// 108-byte limit of a socket address.
+// 108-byte limit of a socket address. It is a SOCK_SEQPACKET socket, so
+// each message arrives whole and alone.
 const execSocket = "exec.sock"
 
 // reaper is PID 1's record of the processes it waits for on behalf of
@@ -74,7 +78,7 @@ func listenExec(dir string) (*net.UnixListener, error) {
 	}
 	defer os.Chdir(wd)
 	os.Remove(execSocket)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: execSocket, Net: "unix"})
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: execSocket, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("exec socket: %w", err)
 	}
@@ -102,6 +106,15 @@ func handleExec(conn *net.UnixConn, spec *Spec, r *reaper) {
 		return
 	}
 	fail := func(code int, err error) { sendMsg(conn, execReply{Error: err.Error(), Code: code}) }
+	if len(req.Files) > 0 {
+		if err := applySync(spec, req.Files, files); err != nil {
+			fail(1, err)
+			return
+		}
+		zero := 0
+		sendMsg(conn, execReply{Exit: &zero})
+		return
+	}
 	p := spec.Process
 	p.Args = req.Args
 	p.Env = mergeEnvList(p.Env, req.Env)
@@ -192,7 +205,7 @@ func (c *Container) Exec(req ExecRequest, stdin, stdout, stderr *os.File, onTerm
 	}
 	defer dir.Close()
 	addr := filepath.Join("/proc/self/fd", strconv.Itoa(int(dir.Fd())), execSocket)
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", c.Name, err)
 	}

@@ -235,25 +235,30 @@ func (m *monitor) healthcheck(done chan struct{}) {
 		m.mu.Lock()
 		c := *m.c
 		m.mu.Unlock()
-		result := make(chan int, 1)
+		result := make(chan string, 1)
 		go func() {
 			code, err := c.Exec(ExecRequest{Args: hc.Cmd}, null, null, null, nil)
-			if err != nil {
-				code = -1
+			switch {
+			case err != nil:
+				result <- err.Error()
+			case code != 0:
+				result <- fmt.Sprintf("exited with status %d", code)
+			default:
+				result <- ""
 			}
-			result <- code
 		}()
-		ok := false
+		var failure string
 		select {
-		case code := <-result:
-			ok = code == 0
+		case failure = <-result:
 		case <-time.After(hc.Timeout):
+			failure = fmt.Sprintf("timed out after %s", hc.Timeout)
 		case <-done:
 			return
 		}
 		m.update(func(s *State) {
+			s.HealthFailure = failure
 			switch {
-			case ok:
+			case failure == "":
 				s.Health, s.FailingStreak = HealthHealthy, 0
 			case time.Since(started) < hc.StartPeriod:
 			default:

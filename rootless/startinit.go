@@ -94,7 +94,7 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningI
 	}
 	var consoleParent, consoleChild *os.File
 	if spec.Process.Terminal {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			specW.Close()
 			statusW.Close()
