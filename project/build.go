@@ -28,6 +28,9 @@ type BuildOptions struct {
 	NoCache  bool
 	Progress func(layers.Event)
 	Output   io.Writer // what host and run steps print
+	// Stats, if set, is the stat cache to use (the watch loop keeps one in
+	// memory); otherwise the project's is loaded from the store and saved.
+	Stats *layers.StatCache
 }
 
 // Built is one image a build produced.
@@ -48,9 +51,12 @@ func Build(ctx context.Context, p *Project, opts BuildOptions) ([]Built, error) 
 	if err != nil {
 		return nil, err
 	}
-	statFile := filepath.Join(opts.Store.Root, "cache", fmt.Sprintf("stat-%x.gob", sha256.Sum256([]byte(p.Dir))))
-	stats := layers.LoadStatCache(statFile)
-	defer stats.Save(statFile)
+	stats := opts.Stats
+	if stats == nil {
+		statFile := filepath.Join(opts.Store.Root, "cache", fmt.Sprintf("stat-%x.gob", sha256.Sum256([]byte(p.Dir))))
+		stats = layers.LoadStatCache(statFile)
+		defer stats.Save(statFile)
+	}
 
 	single := false
 	if m, err := rootless.HostMapping(); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -51,7 +52,7 @@ func projectProgress(g *globals) func(string, string) {
 }
 
 func newUpCmd(g *globals) *cobra.Command {
-	var detach, watch, noBuild, build, forceRecreate, noCache bool
+	var detach, watch, explain, noBuild, build, forceRecreate, noCache bool
 	var scale []string
 	cmd := &cobra.Command{
 		Use:   "up [flags] [SERVICE...]",
@@ -60,8 +61,8 @@ func newUpCmd(g *globals) *cobra.Command {
 			"In the foreground nook follows their output until Ctrl-C, which stops them (a second Ctrl-C kills);\n" +
 			"with -d it returns once they are started (and healthy where a dependency waits for it).",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if watch {
-				return errors.New("up --watch: not implemented yet (the watch loop is the next milestone)")
+			if watch && detach {
+				return errors.New("up -d --watch: not implemented yet; run nook up -d, then nook watch in a terminal")
 			}
 			p, err := project.Load(g.loadOptions())
 			if err != nil {
@@ -93,12 +94,16 @@ func newUpCmd(g *globals) *cobra.Command {
 			if detach {
 				return nil
 			}
+			if watch {
+				go runWatch(ctx, g, rt, p, explain)
+			}
 			return followProject(g, rt, p, stop, began)
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&detach, "detach", "d", false, "start in the background and return")
-	f.BoolVarP(&watch, "watch", "w", false, "rebuild and restart what a file change affects")
+	f.BoolVarP(&watch, "watch", "w", false, "rebuild and restart what a file change affects, sync what is synced")
+	f.BoolVar(&explain, "explain", false, "with --watch: say for each changed path what decided its fate, and where the time went")
 	f.BoolVar(&build, "build", false, "build images before starting (the default)")
 	f.BoolVar(&noBuild, "no-build", false, "do not build; use the images in the store")
 	f.BoolVar(&noCache, "no-cache", false, "rebuild every step")
@@ -190,3 +195,64 @@ func newDownCmd(g *globals) *cobra.Command {
 
 // serviceOf returns the service label of a project container, or "".
 func serviceOf(c *rootless.Container) string { return c.Labels[project.LabelService] }
+
+// runWatch runs the watch loop, its lines on stderr prefixed "watch |".
+func runWatch(ctx context.Context, g *globals, rt *project.Runtime, p *project.Project, explain bool) error {
+	out := &prefixWriter{w: g.stderr, prefix: paint("watch", "watch", isTerminal(g.stderr)) + " | "}
+	err := rt.Watch(ctx, p, project.WatchOptions{Explain: explain, Out: out})
+	if err != nil {
+		printError(g.stderr, err)
+	}
+	return err
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var explain bool
+	cmd := &cobra.Command{
+		Use:   "watch [flags]",
+		Short: "Run the dev loop on a project that is up: rebuild, restart or sync what each save affects",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := project.Load(g.loadOptions())
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return rt.Watch(ctx, p, project.WatchOptions{Explain: explain, Out: g.stdout,
+				Ready: func() { fmt.Fprintf(g.stderr, "watching %s (Ctrl-C to stop)\n", p.Dir) }})
+		},
+	}
+	cmd.Flags().BoolVar(&explain, "explain", false, "say for each changed path what decided its fate, and where the time went")
+	return cmd
+}
+
+// prefixWriter prefixes every line written through it.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	mid    bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		if !p.mid {
+			io.WriteString(p.w, p.prefix)
+		}
+		i := strings.IndexByte(string(b), '\n')
+		if i < 0 {
+			p.w.Write(b)
+			p.mid = true
+			break
+		}
+		p.w.Write(b[:i+1])
+		b = b[i+1:]
+		p.mid = false
+	}
+	return n, nil
+}

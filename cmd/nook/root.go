@@ -59,6 +59,7 @@ func storeRoot() (string, error) {
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
+	fullArgs := args // the whole command line, for a re-exec into the namespace
 	ranCommand := false
 	root := &cobra.Command{
 		Use:           "nook",
@@ -75,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				level = log.DebugLevel
 			}
 			g.log = newLogger(stderr, level)
-			return reexecIfNeeded(g, cmd, args)
+			return reexecIfNeeded(g, cmd, fullArgs)
 		},
 	}
 	// The global flags work before the command (`nook -f a.toml -f b.toml
@@ -100,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	root.AddCommand(
 		newVersionCmd(g),
-		//DOCTOR newDoctorCmd(g),
+		newDoctorCmd(g),
 		newConfigCmd(g),
 		newUpCmd(g),
 		newDownCmd(g),
@@ -128,6 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newLogsCmd(g),
 		newExecCmd(g),
 		inUserns(newCommitCmd(g)),
+		inUserns(newWatchCmd(g)),
 	)
 
 	err = root.Execute()
