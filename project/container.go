@@ -182,9 +182,12 @@ func prepareContainer(c *rootless.Container, hostname, network string, extra map
 	return c.SaveConfig()
 }
 
+// volumeDir is where a named volume lives.
+func (rt *Runtime) volumeDir(name string) string { return filepath.Join(rt.Store.Root, "volumes", name) }
+
 // volume returns the folder of a named volume, creating it.
 func (rt *Runtime) volume(name string) (string, error) {
-	dir := filepath.Join(rt.Store.Root, "volumes", name)
+	dir := rt.volumeDir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("volume %s: %w", name, err)
 	}

@@ -185,10 +185,7 @@ func (rt *Runtime) upService(p *Project, svc string, o UpOptions, existing []*ro
 	for n := 1; n <= replicas(ctr, svc, o.Scale); n++ {
 		name := ContainerName(p.Name, svc, n)
 		hash := configHash(ctr, digest, n)
-		shown := svc
-		if n > 1 {
-			shown = fmt.Sprintf("%s-%d", svc, n)
-		}
+		shown := replicaName(svc, n)
 		var c *rootless.Container
 		if i := slices.IndexFunc(existing, func(c *rootless.Container) bool { return c.Name == name }); i >= 0 {
 			c = existing[i]
@@ -252,7 +249,7 @@ func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v
 		Cmd:        ctr.Command,
 		Workdir:    ctr.Workdir,
 		User:       ctr.User,
-		Hostname:   firstNonEmpty(ctr.Hostname, svc),
+		Hostname:   firstNonEmpty(ctr.Hostname, replicaName(svc, n)),
 		Network:    "host", // the project network comes with networking
 		Restart:    rootless.RestartPolicy{Policy: ctr.Restart.Policy, MaxRetries: ctr.Restart.MaxRetries},
 		StopSignal: string(ctr.StopSignal), StopTimeout: time.Duration(ctr.StopTimeout),
@@ -276,7 +273,7 @@ func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v
 	}
 	for _, v := range ctr.Volumes {
 		if v.Named {
-			v.Source = p.Name + "_" + v.Source
+			v.Source = projectVolume(p.Name, v.Source)
 		}
 		o.Volumes = append(o.Volumes, v)
 	}
@@ -453,11 +450,8 @@ func (rt *Runtime) Down(p *Project, o DownOptions) error {
 		}
 	}
 	if o.Volumes {
-		dirs, _ := filepath.Glob(filepath.Join(rt.Store.Root, "volumes", p.Name+"_*"))
-		for _, d := range dirs {
-			if err := rootless.RemoveAll(d); err != nil {
-				first = cmpErr(first, err)
-			}
+		if err := rootless.RemoveAll(rt.volumeDir(projectVolume(p.Name, ""))); err != nil {
+			first = cmpErr(first, err)
 		}
 	}
 	return first
@@ -497,13 +491,26 @@ func (p *Project) serviceHosts(addr string) map[string]string {
 	hosts := map[string]string{}
 	for _, svc := range p.StartOrder {
 		for n := 1; n <= max(p.Containers[svc].Replicas, 1); n++ {
-			name := svc
-			if n > 1 {
-				name = fmt.Sprintf("%s-%d", svc, n)
-			}
+			name := replicaName(svc, n)
 			hosts[name] = addr
 			hosts[name+"."+p.Name] = addr
 		}
 	}
 	return hosts
+}
+
+// replicaName is how replica n of a service is called in its project:
+// "web", "web-2", ...
+func replicaName(svc string, n int) string {
+	if n == 1 {
+		return svc
+	}
+	return fmt.Sprintf("%s-%d", svc, n)
+}
+
+// projectVolume names a project's named volume in the store: volumes of
+// different projects never meet, and "_projects" cannot be the name of a
+// volume of its own (names start with a letter or digit).
+func projectVolume(project, name string) string {
+	return filepath.Join("_projects", project, name)
 }

@@ -42,7 +42,7 @@ func newPsCmd(g *globals) *cobra.Command {
 			}
 			var shown []*rootless.Container
 			for _, c := range list {
-				if all || c.State.Status == rootless.StatusRunning {
+				if all || c.State.Status == rootless.StatusRunning || c.State.Status == rootless.StatusRestarting {
 					shown = append(shown, c)
 				}
 			}

@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"watch":    {"internal"},
 	"internal": {"internal"},
 	"examples": {},
+	"bench":    {"project", "layers", "rootless", "watch", "internal"}, // a program beside cmd, measuring it
 }
 
 func TestImportDirection(t *testing.T) {
