@@ -20,8 +20,14 @@ func newTestContainer(t *testing.T, args ...string) (*Containers, *Container) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { RemoveAll(root) })
 	cs := &Containers{Root: root}
+	t.Cleanup(func() {
+		list, _ := cs.List()
+		for _, c := range list {
+			cs.Stop(c, syscall.SIGKILL, 0)
+		}
+		RemoveAll(root)
+	})
 	c, err := cs.Create(Config{
 		Name: "t1", StopSignal: "SIGTERM", StopTimeout: 5 * time.Second,
 		Spec: Spec{LayerRoot: base, Lowers: []string{"layer"}, Network: "none", Hostname: "t1",
