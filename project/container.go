@@ -183,7 +183,9 @@ func prepareContainer(c *rootless.Container, hostname, network string, extra map
 }
 
 // volumeDir is where a named volume lives.
-func (rt *Runtime) volumeDir(name string) string { return filepath.Join(rt.Store.Root, "volumes", name) }
+func (rt *Runtime) volumeDir(name string) string {
+	return filepath.Join(rt.Store.Root, "volumes", name)
+}
 
 // volume returns the folder of a named volume, creating it.
 func (rt *Runtime) volume(name string) (string, error) {
