@@ -80,7 +80,10 @@ func (w *Watcher) rescanAll() (changed, gone []string) {
 	w.watched = map[string]bool{}
 	now, err := w.scan(".")
 	if err != nil {
-		w.report(err)
+		w.report(err) // the root itself is gone or unreadable
+		for d := range w.watched {
+			old[d] = true
+		}
 		w.watched = old
 		return nil, nil
 	}

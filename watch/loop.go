@@ -121,7 +121,8 @@ func (w *Watcher) forget(rel string) {
 // scan walks the folder top, watches every folder in it that is not
 // skipped, and returns a snapshot of the files in it that are not ignored.
 // Folders that vanish or cannot be read are left out; the second is
-// reported. An error means top itself could not be walked or watched.
+// reported. A folder that cannot be watched is still listed. An error means
+// top could not be walked, or the root could not be watched.
 func (w *Watcher) scan(top string) (*snapshot, error) {
 	s, start := newSnapshot(), time.Now()
 	err := filepath.WalkDir(w.abs(top), func(p string, d fs.DirEntry, err error) error {
@@ -139,8 +140,8 @@ func (w *Watcher) scan(top string) (*snapshot, error) {
 			if rel != "." && w.ign.skipDir(rel) {
 				return fs.SkipDir
 			}
-			if err := w.addWatch(rel); err != nil && rel == top {
-				return err
+			if err := w.addWatch(rel); err != nil && rel == "." {
+				return err // without the root nothing is watched
 			}
 			s.setDir(rel)
 			return nil
