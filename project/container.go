@@ -118,6 +118,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	rc := rootless.Config{
 		Name: o.Name, Image: o.Image, ImageID: d.String(), Labels: o.Labels, Remove: o.Remove,
 		StopSignal: stopSignal, StopTimeout: stopTimeout, Restart: o.Restart, Healthcheck: o.Healthcheck,
+		KeepID: o.KeepID && !rootless.IsHostRoot(),
 		Spec: rootless.Spec{
 			LayerRoot: rt.Store.LayerDir(),
 			Lowers:    lowers,
@@ -128,6 +129,14 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 				NoSetGroups: rt.Mapping.Kind == rootless.MapSingle,
 			},
 		},
+	}
+	if rc.KeepID && o.User == "" {
+		// The user's own ids inside, as outside.
+		_, uid, gid, err := rootless.KeepIDMapping()
+		if err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+		rc.Spec.Process.User = fmt.Sprintf("%d:%d", uid, gid)
 	}
 	for _, v := range o.Volumes {
 		if v.Named {

@@ -136,7 +136,13 @@ func (c *Cmd) Start() error {
 		cmd.SysProcAttr.GidMappings = sysMaps(m.GIDs)
 		// An unprivileged process may map its own gid only after denying
 		// setgroups(2), or it could drop groups that restrict it.
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = m.Kind == MapIdentity
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = m.Kind == MapIdentity || m.Kind == MapKeepID
+		if m.Kind == MapKeepID {
+			// Our uid is the user, whom keep-id maps to a non-zero id: become
+			// 0 before execve (the clone still holds every capability in the
+			// new namespace) so the child keeps its capabilities.
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		}
 	}
 
 	if err := c.startLocked(cmd); err != nil {

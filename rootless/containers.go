@@ -52,7 +52,10 @@ type Config struct {
 	// meaning no limit) or "always". A stop never restarts it.
 	Restart     RestartPolicy `json:"restart,omitzero"`
 	Healthcheck *Healthcheck  `json:"healthcheck,omitempty"`
-	Spec        Spec          `json:"spec"`
+	// KeepID maps the user's own uid and gid to the same numbers inside,
+	// so files written to bind mounts are the user's (see KeepIDMapping).
+	KeepID bool `json:"keep_id,omitempty"`
+	Spec   Spec `json:"spec"`
 }
 
 // RestartPolicy is when a container is started again after it exits.

@@ -36,6 +36,9 @@ const (
 	// MapSingle: no subordinate ranges, so only the caller's own uid and
 	// gid exist inside, as container root. See Mapping.Warning.
 	MapSingle
+	// MapKeepID: a keep-id container's namespace, nested in nook's and
+	// written by its uid 0 (see KeepIDMapping).
+	MapKeepID
 )
 
 func (k MapKind) String() string {
@@ -46,6 +49,8 @@ func (k MapKind) String() string {
 		return "subids"
 	case MapSingle:
 		return "single"
+	case MapKeepID:
+		return "keep-id"
 	}
 	return "MapKind(" + strconv.Itoa(int(k)) + ")"
 }

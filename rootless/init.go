@@ -82,6 +82,15 @@ func initMain() int {
 	if err != nil {
 		return fail(exitCodeFor(err), err)
 	}
+	// Servers want more open files than the usual soft limit of 1024:
+	// raise it to the hard limit, as podman does. (Go restores the soft
+	// limit it found at start in the processes it starts, unless the
+	// limit is set through syscall.Setrlimit.)
+	var nofile syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil {
+		nofile.Cur = nofile.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail(exitSetup, fmt.Errorf("set no_new_privs: %w", err))
 	}

@@ -47,6 +47,13 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 	}
 	cmd := Command(entryMonitor, args...)
 	cmd.Mapping = opts.Mapping
+	if c.KeepID && os.Geteuid() == 0 && !IsHostRoot() {
+		m, _, _, err := KeepIDMapping()
+		if err != nil {
+			return exitSetup, fmt.Errorf("start %s: %w", c.Name, err)
+		}
+		cmd.Mapping = &m
+	}
 	if opts.Attach {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 		err := cmd.Run()
@@ -165,4 +172,11 @@ func waitExit(pid int, timeout time.Duration) bool {
 		}
 		return err == nil && n > 0
 	}
+}
+
+// IsHostRoot reports whether this process is root on the host (not merely
+// uid 0 in nook's user namespace).
+func IsHostRoot() bool {
+	uids, err := readIDMapFile("/proc/self/uid_map")
+	return err == nil && len(uids) > 0 && uids[0].ContainerID == 0 && uids[0].HostID == 0
 }

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -126,5 +128,29 @@ func tarNames(t *testing.T, path string) []string {
 			t.Fatal(err)
 		}
 		names = append(names, h.Name)
+	}
+}
+
+func TestKeepIDFilesInBindMountsAreTheUsers(t *testing.T) {
+	dir := busyboxProject(t, "")
+	root := t.TempDir()
+	mustNook(t, root, dir, "build")
+	share := t.TempDir()
+	os.Chmod(share, 0o777)
+	out, _ := mustNook(t, root, dir, "run", "--rm", "--userns", "keep-id", "-v", share+":/share", "rs/box", "sh", "-c", "touch /share/f; id -u; ulimit -n")
+	lines := strings.Fields(out)
+	// As root keep-id changes nothing: root's files are root's.
+	if len(lines) != 2 || lines[0] != strconv.Itoa(os.Getuid()) {
+		t.Errorf("id -u inside = %q, want %d, the caller's own uid", out, os.Getuid())
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(share, "f"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+		t.Errorf("file written in the bind mount is %d:%d, want %d:%d", st.Uid, st.Gid, os.Getuid(), os.Getgid())
+	}
+	if n, _ := strconv.Atoi(lines[len(lines)-1]); n <= 1024 {
+		t.Errorf("ulimit -n inside = %s, want the hard limit (above 1024)", lines[len(lines)-1])
 	}
 }

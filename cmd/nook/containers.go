@@ -26,10 +26,10 @@ func openRuntime() (*project.Runtime, error) {
 
 // createFlags are the flags create and run share.
 type createFlags struct {
-	name, workdir, user, hostname, network, entrypoint string
-	env, volumes                                       []string
-	rm, interactive, tty                               bool
-	entrypointSet                                      bool
+	name, workdir, user, hostname, network, entrypoint, userns string
+	env, volumes                                               []string
+	rm, interactive, tty                                       bool
+	entrypointSet                                              bool
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +41,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname inside (default: the container's name)")
 	fs.StringVar(&f.network, "network", "host", "network: host or none")
+	fs.StringVar(&f.userns, "userns", "", "keep-id: your own uid and gid inside, so files in bind mounts stay yours")
 	fs.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal")
@@ -62,6 +63,13 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 		if f.entrypoint != "" {
 			o.Entrypoint = []string{f.entrypoint}
 		}
+	}
+	switch f.userns {
+	case "":
+	case "keep-id":
+		o.KeepID = true
+	default:
+		return o, fmt.Errorf("--userns %q: want keep-id", f.userns)
 	}
 	switch f.network {
 	case "host", "none":
