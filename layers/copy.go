@@ -177,7 +177,7 @@ func notInContext(err error) error {
 
 // collectDir adds a folder's contents (not the folder itself) under dst.
 func (c *Context) collectDir(dir, dst string, spec CopySpec, add func(entry)) error {
-	return fs.WalkDir(c.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
+	return c.walk(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("copy %q: %w", dir, err)
 		}
@@ -226,7 +226,7 @@ func (c *Context) collectGlob(pattern, dst string, spec CopySpec, add func(entry
 		return fmt.Errorf("copy %q: %w", pattern, err)
 	}
 	matched := false
-	err = fs.WalkDir(c.root.FS(), base, func(p string, d fs.DirEntry, err error) error {
+	err = c.walk(base, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == base {
 				return nil
@@ -365,4 +365,28 @@ func (c *Context) copyChecked(w io.Writer, e entry, buf []byte) error {
 		return fmt.Errorf("copy %q: %w", e.src, errChanged)
 	}
 	return nil
+}
+
+// walk walks the context folder rel like fs.WalkDir, giving fn
+// context-relative slash paths. It lists folders through their real path:
+// os.Root resolves every path component by component, which costs one
+// syscall per component per file, and listing cannot escape (WalkDir never
+// follows symlinks; rel itself was resolved inside the root by the
+// caller). File contents are still read through the root.
+func (c *Context) walk(rel string, fn fs.WalkDirFunc) error {
+	start := filepath.Join(c.Dir, filepath.FromSlash(rel))
+	if real, err := filepath.EvalSymlinks(start); err == nil && real != start {
+		base, err := filepath.EvalSymlinks(c.Dir)
+		if err != nil || (real != base && !strings.HasPrefix(real, base+string(filepath.Separator))) {
+			return fmt.Errorf("copy %q: it leads outside the project folder", rel)
+		}
+		start = real
+	}
+	return filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		r, rerr := filepath.Rel(start, p)
+		if rerr != nil {
+			return rerr
+		}
+		return fn(path.Join(rel, filepath.ToSlash(r)), d, err)
+	})
 }
