@@ -430,6 +430,7 @@ func (rt *Runtime) Down(p *Project, o DownOptions) error {
 		return err
 	}
 	defer unlock()
+	rt.StopBackgroundWatch(p.Name)
 	cs, err := rt.ProjectContainers(p.Name)
 	if err != nil {
 		return err

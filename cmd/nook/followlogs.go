@@ -70,6 +70,7 @@ func followLogs(ctx context.Context, g *globals, rt *project.Runtime, p *project
 		}
 	}()
 	colour := isTerminal(g.stdout)
+	var watchTail *logTail
 	width := 0
 	first := true
 	for {
@@ -104,6 +105,27 @@ func followLogs(ctx context.Context, g *globals, rt *project.Runtime, p *project
 			}
 			for _, e := range entries {
 				batch = append(batch, prefixed{e, names[c.ID]})
+			}
+		}
+		if len(services) == 0 {
+			if watchTail == nil {
+				if f, err := os.Open(rt.WatchLog(p.Name)); err == nil {
+					watchTail = &logTail{f: f, r: bufio.NewReaderSize(f, 64<<10)}
+					width = max(width, len("watch"))
+					defer f.Close()
+				}
+			}
+			if watchTail != nil {
+				entries := watchTail.next()
+				if first && len(since) > 0 {
+					entries = slices.DeleteFunc(entries, func(e rootless.LogEntry) bool { return e.Time.Before(since[0]) })
+				}
+				if first && tail >= 0 && len(entries) > tail {
+					entries = entries[len(entries)-tail:]
+				}
+				for _, e := range entries {
+					batch = append(batch, prefixed{e, "watch"})
+				}
 			}
 		}
 		sort.SliceStable(batch, func(i, j int) bool { return batch[i].Time.Before(batch[j].Time) })

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,9 +60,6 @@ func newUpCmd(g *globals) *cobra.Command {
 			"In the foreground nook follows their output until Ctrl-C, which stops them (a second Ctrl-C kills);\n" +
 			"with -d it returns once they are started (and healthy where a dependency waits for it).",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if watch && detach {
-				return errors.New("up -d --watch: not implemented yet; run nook up -d, then nook watch in a terminal")
-			}
 			p, err := project.Load(g.loadOptions())
 			if err != nil {
 				return err
@@ -90,6 +86,23 @@ func newUpCmd(g *globals) *cobra.Command {
 			began := time.Now()
 			if err := rt.Up(ctx, p, o); err != nil {
 				return err
+			}
+			if detach && watch {
+				bg := []string{"-C", p.Dir}
+				for _, f := range g.files {
+					bg = append(bg, "--file", f)
+				}
+				for _, pr := range g.profiles {
+					bg = append(bg, "--profile", pr)
+				}
+				bg = append(bg, "watch", "--log", rt.WatchLog(p.Name))
+				if explain {
+					bg = append(bg, "--explain")
+				}
+				if err := rt.StartBackgroundWatch(p, bg); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stderr, "watching in the background: nook logs -f shows what it does; nook down stops it\n")
 			}
 			if detach {
 				return nil
@@ -208,6 +221,7 @@ func runWatch(ctx context.Context, g *globals, rt *project.Runtime, p *project.P
 
 func newWatchCmd(g *globals) *cobra.Command {
 	var explain bool
+	var logFile string
 	cmd := &cobra.Command{
 		Use:   "watch [flags]",
 		Short: "Run the dev loop on a project that is up: rebuild, restart or sync what each save affects",
@@ -223,11 +237,21 @@ func newWatchCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return rt.Watch(ctx, p, project.WatchOptions{Explain: explain, Out: g.stdout,
-				Ready: func() { fmt.Fprintf(g.stderr, "watching %s (Ctrl-C to stop)\n", p.Dir) }})
+			var out io.Writer = g.stdout
+			if logFile != "" {
+				lw, err := project.OpenLogWriter(logFile)
+				if err != nil {
+					return err
+				}
+				defer lw.Close()
+				out = lw
+			}
+			return rt.Watch(ctx, p, project.WatchOptions{Explain: explain, Out: out,
+				Ready: func() { fmt.Fprintf(out, "watching %s\n", p.Dir) }})
 		},
 	}
 	cmd.Flags().BoolVar(&explain, "explain", false, "say for each changed path what decided its fate, and where the time went")
+	cmd.Flags().StringVar(&logFile, "log", "", "write to `FILE` in the containers' log format (up -d --watch uses it)")
 	return cmd
 }
 
