@@ -54,10 +54,11 @@ func newPsCmd(g *globals) *cobra.Command {
 			case asJSON:
 				return printJSON(g.stdout, inspectAll(shown))
 			case p != nil:
+				ready := rt.ReadyTimes(p.Name)
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tIMAGE\tSERVICE\tCREATED\tSTATUS\tPORTS")
+				fmt.Fprintln(tw, "NAME\tIMAGE\tSERVICE\tCREATED\tSTATUS\tPORTS\tEDIT TO READY")
 				for _, c := range shown {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t\n", c.Name, c.Image, displayName(c), humanDuration(time.Since(c.Created)), status(c))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t\t%s\n", c.Name, c.Image, displayName(c), humanDuration(time.Since(c.Created)), status(c), readyColumn(ready[serviceOf(c)]))
 				}
 				return tw.Flush()
 			default:
@@ -240,4 +241,13 @@ func allServices(p *project.Project, names []string) bool {
 		}
 	}
 	return true
+}
+
+// readyColumn shows a service's last edit-to-ready time under the watch
+// loop and the median of the recent ones.
+func readyColumn(times project.ReadyTimes) string {
+	if len(times) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("last %dms, median %dms (%d)", times.Last().Milliseconds(), times.Median().Milliseconds(), len(times))
 }
