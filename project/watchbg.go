@@ -39,7 +39,7 @@ func (rt *Runtime) StartBackgroundWatch(p *Project, args []string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	pid := strconv.Itoa(cmd.Process.Pid) + " " + strconv.FormatUint(procStart(cmd.Process.Pid), 10)
+	pid := strconv.Itoa(cmd.Process.Pid) + " " + strconv.FormatUint(rootless.ProcessStart(cmd.Process.Pid), 10)
 	cmd.Process.Release()
 	return os.WriteFile(rt.watchPidFile(p.Name), []byte(pid), 0o600)
 }
@@ -56,28 +56,9 @@ func (rt *Runtime) StopBackgroundWatch(project string) {
 		return
 	}
 	pid, _ := strconv.Atoi(f[0])
-	if start, _ := strconv.ParseUint(f[1], 10, 64); pid > 0 && start != 0 && procStart(pid) == start {
+	if start, _ := strconv.ParseUint(f[1], 10, 64); pid > 0 && start != 0 && rootless.ProcessStart(pid) == start {
 		syscall.Kill(pid, syscall.SIGTERM)
 	}
-}
-
-// procStart is a process's start time, to tell it from a reused pid.
-func procStart(pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return 0
-	}
-	n, _ := strconv.ParseUint(fields[19], 10, 64)
-	return n
 }
 
 // LogWriter appends what is written to it to a log in the containers'

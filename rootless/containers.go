@@ -305,11 +305,11 @@ func (c *Container) SaveState() error {
 func (s State) truthful() State {
 	switch s.Status {
 	case StatusRunning:
-		if s.BootID == bootID() && processStart(s.Pid) == s.PidStart && s.PidStart != 0 {
+		if s.BootID == bootID() && ProcessStart(s.Pid) == s.PidStart && s.PidStart != 0 {
 			return s
 		}
 	case StatusRestarting:
-		if s.BootID == bootID() && processStart(s.MonitorPid) != 0 {
+		if s.BootID == bootID() && ProcessStart(s.MonitorPid) != 0 {
 			return s
 		}
 	default:
@@ -326,9 +326,10 @@ func (s State) truthful() State {
 	return s
 }
 
-// processStart returns a process's start time in clock ticks since boot
-// (field 22 of /proc/PID/stat), or 0 if it does not exist.
-func processStart(pid int) uint64 {
+// ProcessStart returns a process's start time in clock ticks since boot
+// (field 22 of /proc/PID/stat), or 0 if it does not exist: with the pid,
+// it tells a process from a later one that reused its pid.
+func ProcessStart(pid int) uint64 {
 	if pid <= 0 {
 		return 0
 	}

@@ -170,7 +170,7 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	m.update(func(s *State) {
 		restarts := s.RestartCount
 		*s = State{
-			Status: StatusRunning, Pid: ctr.Pid, PidStart: processStart(ctr.Pid), BootID: bootID(),
+			Status: StatusRunning, Pid: ctr.Pid, PidStart: ProcessStart(ctr.Pid), BootID: bootID(),
 			MonitorPid: os.Getpid(), StartedAt: time.Now().UTC(), RestartCount: restarts,
 		}
 		if c.Healthcheck != nil {

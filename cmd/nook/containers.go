@@ -76,16 +76,7 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 	default:
 		return o, fmt.Errorf("--network %q: want host or none", f.network)
 	}
-	for _, e := range f.env {
-		if !strings.Contains(e, "=") {
-			v, ok := os.LookupEnv(e)
-			if !ok {
-				continue
-			}
-			e += "=" + v
-		}
-		o.Env = append(o.Env, e)
-	}
+	o.Env = envFlags(f.env)
 	wd, _ := os.Getwd()
 	home, _ := os.UserHomeDir()
 	for _, v := range f.volumes {
@@ -499,4 +490,21 @@ func getContainer(g *globals, rt *project.Runtime, ref string) (*rootless.Contai
 		return c, nil
 	}
 	return rt.Containers.Get(ref)
+}
+
+// envFlags turns -e flags into KEY=VALUE: a bare KEY passes the caller's
+// value, or nothing when it is unset, as Docker does.
+func envFlags(flags []string) []string {
+	var out []string
+	for _, e := range flags {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		out = append(out, e)
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/creack/pty"
@@ -58,17 +57,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := rootless.ExecRequest{Args: args[1:], Cwd: workdir, User: user, Tty: tty}
-			for _, e := range env {
-				if !strings.Contains(e, "=") {
-					v, ok := os.LookupEnv(e)
-					if !ok {
-						continue
-					}
-					e += "=" + v
-				}
-				req.Env = append(req.Env, e)
-			}
+			req := rootless.ExecRequest{Args: args[1:], Cwd: workdir, User: user, Tty: tty, Env: envFlags(env)}
 			stdin := os.Stdin
 			if !interactive {
 				if stdin, err = os.Open(os.DevNull); err != nil {
