@@ -94,15 +94,16 @@ const (
 
 // State is what a container is doing, as its monitor last recorded it.
 type State struct {
-	Status     Status    `json:"status"`
-	Pid        int       `json:"pid,omitempty"`         // init, in the host's pid namespace
-	PidStart   uint64    `json:"pid_start,omitempty"`   // its start time, to tell a reused pid
-	BootID     string    `json:"boot_id,omitempty"`     // the boot it ran in
-	MonitorPid int       `json:"monitor_pid,omitempty"` // the monitor that waits for it
-	StartedAt  time.Time `json:"started_at,omitzero"`
-	FinishedAt time.Time `json:"finished_at,omitzero"`
-	ExitCode   int       `json:"exit_code"`
-	Error      string    `json:"error,omitempty"` // why it did not start, or why it stopped unseen
+	Status       Status    `json:"status"`
+	Pid          int       `json:"pid,omitempty"`         // init, in the host's pid namespace
+	PidStart     uint64    `json:"pid_start,omitempty"`   // its start time, to tell a reused pid
+	BootID       string    `json:"boot_id,omitempty"`     // the boot it ran in
+	MonitorPid   int       `json:"monitor_pid,omitempty"` // the monitor that waits for it
+	MonitorStart uint64    `json:"monitor_start,omitempty"`
+	StartedAt    time.Time `json:"started_at,omitzero"`
+	FinishedAt   time.Time `json:"finished_at,omitzero"`
+	ExitCode     int       `json:"exit_code"`
+	Error        string    `json:"error,omitempty"` // why it did not start, or why it stopped unseen
 	// Health is the healthcheck's verdict ("starting", "healthy",
 	// "unhealthy"); empty without a healthcheck.
 	Health        string `json:"health,omitempty"`
@@ -303,13 +304,15 @@ func (c *Container) SaveState() error {
 // truthful corrects a state that says "running" when its process is gone:
 // killed with its monitor, or the machine rebooted.
 func (s State) truthful() State {
+	monitorAlive := s.BootID == bootID() && s.MonitorStart != 0 && ProcessStart(s.MonitorPid) == s.MonitorStart
 	switch s.Status {
 	case StatusRunning:
-		if s.BootID == bootID() && ProcessStart(s.Pid) == s.PidStart && s.PidStart != 0 {
+		// A live monitor whose container just exited is about to say so.
+		if s.BootID == bootID() && ProcessStart(s.Pid) == s.PidStart && s.PidStart != 0 || monitorAlive {
 			return s
 		}
 	case StatusRestarting:
-		if s.BootID == bootID() && ProcessStart(s.MonitorPid) != 0 {
+		if monitorAlive {
 			return s
 		}
 	default:

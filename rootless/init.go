@@ -200,7 +200,7 @@ func hasEnv(env []string, k string) bool {
 func lookPath(file string, env []string) (string, error) {
 	if strings.Contains(file, "/") {
 		if _, err := os.Stat(file); err != nil {
-			return "", fmt.Errorf("%s: %w", file, exec.ErrNotFound)
+			return "", fmt.Errorf("%s: not found (no such file or directory): %w", file, os.ErrNotExist)
 		}
 		return file, nil
 	}

@@ -71,7 +71,7 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 		if err != nil {
 			return c.failed(code, err, func(string) {})
 		}
-		if !m.shouldRestart(code) {
+		if c.State.Status != StatusRestarting {
 			break
 		}
 		// Docker's back-off: doubling from 100 ms up to a minute, back to
@@ -79,7 +79,7 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 		if time.Since(started) >= 10*time.Second {
 			backoff = restartBackoffMin
 		}
-		m.update(func(s *State) { s.Status, s.RestartCount = StatusRestarting, s.RestartCount+1 })
+		m.update(func(s *State) { s.RestartCount++ })
 		select {
 		case <-time.After(backoff):
 		case <-sigs:
@@ -171,7 +171,7 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 		restarts := s.RestartCount
 		*s = State{
 			Status: StatusRunning, Pid: ctr.Pid, PidStart: ProcessStart(ctr.Pid), BootID: bootID(),
-			MonitorPid: os.Getpid(), StartedAt: time.Now().UTC(), RestartCount: restarts,
+			MonitorPid: os.Getpid(), MonitorStart: ProcessStart(os.Getpid()), StartedAt: time.Now().UTC(), RestartCount: restarts,
 		}
 		if c.Healthcheck != nil {
 			s.Health = HealthStarting
@@ -196,7 +196,13 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	close(done)
 	copies.Wait()
 	m.log.flush()
-	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = StatusExited, code, time.Now().UTC() })
+	// One write says both that it exited and whether it comes back, so no
+	// reader sees an exited container that is about to restart.
+	next := StatusExited
+	if m.shouldRestart(code) {
+		next = StatusRestarting
+	}
+	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = next, code, time.Now().UTC() })
 	return code, nil
 }
 

@@ -34,7 +34,10 @@ func sealedSelf() (*os.File, error) {
 		return nil, fmt.Errorf("seal nook binary: %w", err)
 	}
 	defer src.Close()
-	if _, err := io.Copy(mem, src); err != nil {
+	// Plain reads and writes: with copy_file_range or splice the memfd's
+	// pages may still be pinned when the seals go on, and F_ADD_SEALS
+	// then fails with EBUSY.
+	if _, err := io.Copy(struct{ io.Writer }{mem}, struct{ io.Reader }{src}); err != nil {
 		mem.Close()
 		return nil, fmt.Errorf("seal nook binary: %w", err)
 	}

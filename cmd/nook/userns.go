@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/rootless"
 )
@@ -66,19 +67,24 @@ func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
 	c := rootless.Command(entryCLI, args...)
 	c.Mapping = &m
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// The child shares our terminal and process group, so Ctrl-C reaches
-	// it directly; forward what is sent to this process alone.
+	// The child shares our process group. When that group is in the
+	// foreground of a terminal, Ctrl-C and Ctrl-\ reach the child from the
+	// terminal itself, and passing them on would deliver them twice (a
+	// second Ctrl-C means "kill" to nook up). Otherwise (a pipe, an IDE's
+	// stop button, kill -INT) they came to us alone: pass everything on.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
+	fromTerminal := foregroundOfTerminal()
 	if err := c.Start(); err != nil {
 		return err
 	}
 	go func() {
 		for s := range sigs {
-			if s != syscall.SIGINT {
-				c.Process.Signal(s)
+			if fromTerminal && (s == syscall.SIGINT || s == syscall.SIGQUIT) {
+				continue
 			}
+			c.Process.Signal(s)
 		}
 	}()
 	err = c.Wait()
@@ -92,4 +98,11 @@ func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
 		return exitCode(128 + int(ee.Sys().(syscall.WaitStatus).Signal()))
 	}
 	return err
+}
+
+// foregroundOfTerminal reports whether stdin is a terminal whose
+// foreground process group is ours.
+func foregroundOfTerminal() bool {
+	pgrp, err := unix.IoctlGetInt(int(os.Stdin.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
 }
