@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// memory is a process's use, in MB, from /proc/PID/smaps_rollup.
+type memory struct {
+	pss, rss float64
+	pssShmem float64 // the part of pss in shared memory (memfd, tmpfs)
+}
+
+func readMemory(pid int) (memory, error) {
+	var m memory
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "Pss:":
+			m.pss = kb / 1024
+		case "Rss:":
+			m.rss = kb / 1024
+		case "Pss_Shmem:":
+			m.pssShmem = kb / 1024
+		}
+	}
+	return m, sc.Err()
+}
+
+// exeSize returns the size in MB of the file pid runs.
+func exeSize(pid int) (float64, error) {
+	st, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, err
+	}
+	return float64(st.Size()) / (1 << 20), nil
+}
+
+// processesNamed returns the pids of this user's processes called name.
+func processesNamed(name string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if info, err := e.Info(); err != nil || info.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(comm)) == name {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	m, _, _ := stats(xs)
+	return m
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const idleContainers = 5
+
+// rowMemory is row 6: the memory a tool keeps per idle container, as PSS
+// (shared pages split among their users) of the processes it adds next to
+// the container's own: nook's monitor and init, podman's conmon. The
+// container's `sleep` is the same in both and not counted.
+func rowMemory(b *bench) []result {
+	const workload = "memory per idle container (PSS)"
+	res := b.nookMemory(workload)
+	if b.have("podman") {
+		res = append(res, b.podmanMemory(workload)...)
+	}
+	return res
+}
+
+// nookMemory returns two lines: the PSS of monitor and init, and the same
+// with the whole of init's memfd copy of nook. PSS counts only the pages
+// of that copy init maps, but each container holds all of it in shmem
+// (RAM) for its life, so the second line is what a container costs.
+func (b *bench) nookMemory(workload string) []result {
+	r := result{row: 6, workload: workload, tool: "nook", unit: "MB"}
+	whole := result{row: 6, workload: workload, tool: "nook", unit: "MB"}
+	fail := func(err error) []result {
+		r.note = "failed: " + err.Error()
+		return []result{r}
+	}
+	for i := range idleContainers {
+		name := fmt.Sprintf("nb-mem-%d", i)
+		if err := b.nookCmd("run", "-d", "--name", name, "bench/busybox", "sleep", "1000"); err != nil {
+			return fail(err)
+		}
+		defer b.nookCmd("rm", "-f", name)
+	}
+	time.Sleep(time.Second) // let the monitors settle after their start
+	var monitor, init, rss []float64
+	for i := range idleContainers {
+		out, err := b.output(b.nook, "inspect", fmt.Sprintf("nb-mem-%d", i))
+		if err != nil {
+			return fail(err)
+		}
+		var c []struct {
+			State struct {
+				Pid        int `json:"pid"`
+				MonitorPid int `json:"monitor_pid"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal([]byte(out), &c); err != nil || len(c) != 1 {
+			return fail(fmt.Errorf("read nook inspect: %v", err))
+		}
+		m, err := readMemory(c[0].State.MonitorPid)
+		if err != nil {
+			return fail(err)
+		}
+		in, err := readMemory(c[0].State.Pid)
+		if err != nil {
+			return fail(err)
+		}
+		memfd, err := exeSize(c[0].State.Pid)
+		if err != nil {
+			return fail(err)
+		}
+		monitor, init, rss = append(monitor, m.pss), append(init, in.pss), append(rss, m.rss+in.rss)
+		r.samples = append(r.samples, m.pss+in.pss)
+		whole.samples = append(whole.samples, m.pss+in.pss-in.pssShmem+memfd)
+	}
+	r.note = fmt.Sprintf("monitor %.2f + init %.2f; RSS %.2f", median(monitor), median(init), median(rss))
+	whole.note = "the same, with all of init's memfd copy of nook"
+	return []result{r, whole}
+}
+
+func (b *bench) podmanMemory(workload string) []result {
+	r := result{row: 6, workload: workload, tool: "podman", unit: "MB"}
+	fail := func(err error) []result {
+		r.note = "failed: " + err.Error()
+		return []result{r}
+	}
+	for i := range idleContainers {
+		name := fmt.Sprintf("nb-mem-%d", i)
+		if err := b.podman("run", "-d", "--name", name, podmanImage, "sleep", "1000"); err != nil {
+			return fail(err)
+		}
+		defer b.podman("rm", "-f", "-t", "0", name)
+	}
+	time.Sleep(time.Second)
+	var rss []float64
+	for i := range idleContainers {
+		out, err := b.podmanOutput("inspect", "--format", "{{.State.ConmonPid}}", fmt.Sprintf("nb-mem-%d", i))
+		if err != nil {
+			return fail(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(out))
+		m, err := readMemory(pid)
+		if err != nil {
+			return fail(err)
+		}
+		r.samples, rss = append(r.samples, m.pss), append(rss, m.rss)
+	}
+	r.note = fmt.Sprintf("conmon; RSS %.2f", median(rss))
+	res := []result{r}
+	// Rootless podman's default network adds a slirp4netns per container;
+	// nook's `run` defaults to the host's network and adds none.
+	if pids := processesNamed("slirp4netns"); len(pids) == idleContainers {
+		net := result{row: 6, workload: workload, tool: "podman", unit: "MB", note: "conmon + slirp4netns"}
+		for i, pid := range pids {
+			m, err := readMemory(pid)
+			if err != nil {
+				return res
+			}
+			net.samples = append(net.samples, r.samples[i]+m.pss)
+		}
+		res = append(res, net)
+	}
+	return res
+}

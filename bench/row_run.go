@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// rowRun is row 1: start a container that runs true and remove it.
+func rowRun(b *bench) []result {
+	return b.interleave(1, "run --rm IMG true", runContenders(b))
+}
+
+// runContenders are the tools able to start a container from the shared
+// rootfs, each in its plainest form: nook and podman from their stores,
+// crun from a ready bundle, bwrap with a bind mount, the floor with an
+// overlay.
+func runContenders(b *bench) []contender {
+	cs := []contender{{tool: "nook", run: func() error {
+		return b.nookCmd("run", "--rm", "bench/busybox", "true")
+	}}}
+	if b.have("podman") {
+		cs = append(cs, contender{tool: "podman", run: func() error {
+			return b.podman("run", "--rm", podmanImage, "true")
+		}})
+	}
+	if b.have("crun") {
+		n := 0
+		cs = append(cs, contender{tool: "crun", run: func() error {
+			n++ // crun run deletes the container when it exits; ids stay unique anyway
+			id := fmt.Sprintf("nb-%d-%d", os.Getpid(), n)
+			return b.cmd(b.bundle(), "crun", append(b.crunFlags(), "run", "--bundle", b.bundle(), id)...)
+		}})
+	}
+	if b.have("bwrap") {
+		cs = append(cs, contender{tool: "bwrap", run: func() error {
+			return b.cmd("", "bwrap", "--unshare-all", "--bind", b.rootfs, "/",
+				"--proc", "/proc", "--dev", "/dev", "/bin/true")
+		}})
+	}
+	cs = append(cs, contender{tool: "floor", run: func() error {
+		return b.cmd("", b.floor, b.rootfs)
+	}})
+	return cs
+}
