@@ -37,6 +37,11 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		return 0, fmt.Errorf("start %s: it is already running", c.Name)
 	}
 	os.Remove(filepath.Join(c.Dir, stopFlag))
+	if opts.Attach && os.Geteuid() == 0 && !IsHostRoot() && !c.KeepID {
+		// Already uid 0 in nook's namespace (the CLI re-executed itself
+		// there): this process is the monitor, one process start saved.
+		return c.monitor(cs, true, opts.Stdin != nil, func(string) {}), nil
+	}
 	mode := "detached"
 	if opts.Attach {
 		mode = "attached"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // The monitor is the small process that owns one running container, as
@@ -51,11 +52,13 @@ func monitorMain() int {
 }
 
 func (c *Container) monitor(cs *Containers, attached, withStdin bool, report func(string)) int {
-	// Ctrl-C and Ctrl-\ reach the container's init straight from the
-	// terminal; other signals sent to the monitor are passed on.
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	// Signals sent to the monitor are passed on to the container. When the
+	// monitor is in the foreground of a terminal, Ctrl-C and Ctrl-\ reach
+	// the container's init from the terminal itself: those are not passed
+	// on twice (see forward).
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
 
 	logFile, err := os.OpenFile(filepath.Join(c.Dir, "log.json"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -183,6 +186,9 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 		for {
 			select {
 			case s := <-m.sigs:
+				if (s == syscall.SIGINT || s == syscall.SIGQUIT) && ForegroundOfTerminal() {
+					continue
+				}
 				ctr.Signal(s.(syscall.Signal))
 			case <-done:
 				return
@@ -380,4 +386,12 @@ func followWindowSize(console *os.File) {
 			return
 		}
 	}
+}
+
+// ForegroundOfTerminal reports whether stdin is a terminal whose
+// foreground process group is ours: then the keys that send signals
+// (Ctrl-C, Ctrl-\) reach every process of the group from the terminal.
+func ForegroundOfTerminal() bool {
+	pgrp, err := unix.IoctlGetInt(int(os.Stdin.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
 }

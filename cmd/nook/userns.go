@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/rootless"
 )
@@ -75,7 +74,7 @@ func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	fromTerminal := foregroundOfTerminal()
+	fromTerminal := rootless.ForegroundOfTerminal()
 	if err := c.Start(); err != nil {
 		return err
 	}
@@ -98,11 +97,4 @@ func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
 		return exitCode(128 + int(ee.Sys().(syscall.WaitStatus).Signal()))
 	}
 	return err
-}
-
-// foregroundOfTerminal reports whether stdin is a terminal whose
-// foreground process group is ours.
-func foregroundOfTerminal() bool {
-	pgrp, err := unix.IoctlGetInt(int(os.Stdin.Fd()), unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
 }
