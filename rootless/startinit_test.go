@@ -1,0 +1,83 @@
+package rootless
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The init's copy of nook must be byte for byte the running binary and
+// carry every seal, whichever way it was copied.
+func TestSealedSelfIsExactAndSealed(t *testing.T) {
+	want, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		copy func(dst, src *os.File) error
+	}{
+		{"sendfile", sendfileAll},
+		{"plain", copyPlain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := os.Open("/proc/self/exe")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			mem, err := sealedCopy(src, tc.copy)
+			if err != nil {
+				t.Fatalf("sealedCopy: %v", err)
+			}
+			defer mem.Close()
+			got, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(int(mem.Fd())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("copy is %d bytes and differs from the %d-byte binary", len(got), len(want))
+			}
+			seals, err := unix.FcntlInt(mem.Fd(), unix.F_GET_SEALS, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+			if seals&all != all {
+				t.Errorf("seals = %#x, want %#x set", seals, all)
+			}
+			if _, err := mem.WriteAt([]byte("x"), 0); err == nil {
+				t.Error("writing the sealed copy succeeded")
+			}
+		})
+	}
+}
+
+// BenchmarkSealedSelf is the copy every container start pays.
+func BenchmarkSealedSelf(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		copy func(dst, src *os.File) error
+	}{
+		{"sendfile", sendfileAll},
+		{"plain", copyPlain},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			src, err := os.Open("/proc/self/exe")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer src.Close()
+			for b.Loop() {
+				mem, err := sealedCopy(src, bc.copy)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mem.Close()
+			}
+		})
+	}
+}
