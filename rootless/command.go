@@ -1,6 +1,7 @@
 package rootless
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -155,12 +156,13 @@ func (c *Cmd) Start() error {
 		return nil
 	}
 	syncR.Close()
+	// The two maps are independent files: write them at once (each
+	// helper is a setuid process start, about a millisecond).
 	pid := cmd.Process.Pid
-	if err := runHelper(newuidmap, pid, m.UIDs); err != nil {
-		c.abort()
-		return err
-	}
-	if err := runHelper(newgidmap, pid, m.GIDs); err != nil {
+	gidErr := make(chan error, 1)
+	go func() { gidErr <- runHelper(newgidmap, pid, m.GIDs) }()
+	uidErr := runHelper(newuidmap, pid, m.UIDs)
+	if err := cmp.Or(uidErr, <-gidErr); err != nil {
 		c.abort()
 		return err
 	}
