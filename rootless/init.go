@@ -58,17 +58,23 @@ func initMain() int {
 	}
 	// Forward signals from the start: one sent while we set up must not be
 	// lost. PID 1 ignores what it has no handler for, so catch them all.
+	// The Go runtime enables each signal with a round trip to a thread of
+	// its own (about 0.7 ms for all 65), so that runs while we mount; the
+	// main process (and any exec'd one) starts only after every handler,
+	// SIGCHLD's included, is in place.
 	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs)
+	notified := make(chan struct{})
+	go func() { signal.Notify(sigs); close(notified) }()
 
 	r := &reaper{waiting: map[int]chan int{}}
+	var execs *net.UnixListener
 	if spec.ExecDir != "" {
 		l, err := listenExec(spec.ExecDir)
 		if err != nil {
 			return fail(exitSetup, err)
 		}
 		defer l.Close()
-		go serveExec(l, &spec, r)
+		execs = l
 	}
 	if err := setupRootfs(&spec); err != nil {
 		return fail(exitSetup, err)
@@ -101,6 +107,10 @@ func initMain() int {
 		}
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		defer slave.Close()
+	}
+	<-notified
+	if execs != nil {
+		go serveExec(execs, &spec, r)
 	}
 	r.mu.Lock()
 	err = cmd.Start()
