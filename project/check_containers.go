@@ -15,7 +15,7 @@ import (
 func (c *checker) checkContainer(name string, ctr *Container) {
 	path := []string{"containers", name}
 	has := func(k string) bool { return c.valueAt(append(path, k)...) != nil }
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		c.fail(path, "invalid container name %q: use lowercase letters, digits, '-', '_' and '.'", name)
 	}
 	c.checkContainerImage(path, name, ctr)
@@ -39,11 +39,11 @@ func (c *checker) checkContainer(name string, ctr *Container) {
 	}
 	c.userSpec(append(path, "user"), ctr.User)
 	c.absPath(append(path, "workdir"), ctr.Workdir)
-	if ctr.Hostname != "" && (len(ctr.Hostname) > 253 || !hostnameRE.MatchString(ctr.Hostname)) {
+	if ctr.Hostname != "" && (len(ctr.Hostname) > 253 || !hostnameRE().MatchString(ctr.Hostname)) {
 		c.fail(append(path, "hostname"), "invalid hostname %q", ctr.Hostname)
 	}
 	for i, p := range ctr.Profiles {
-		if !nameRE.MatchString(p) {
+		if !nameRE().MatchString(p) {
 			c.fail(append(path, "profiles", strconv.Itoa(i)), "invalid profile name %q", p)
 		}
 	}
@@ -67,7 +67,7 @@ func (c *checker) checkContainerImage(path []string, name string, ctr *Container
 		}
 		c.fail(path, "%s", msg)
 	case c.p.Images[ctr.Image] != nil:
-	case !refRE.MatchString(ctr.Image):
+	case !refRE().MatchString(ctr.Image):
 		e := c.fail(append(path, "image"), "invalid image reference %q", ctr.Image)
 		if s := suggest(ctr.Image, slices.Collect(maps.Keys(c.p.Images))); s != "" {
 			e.Msg += fmt.Sprintf(" (did you mean %q?)", s)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -157,7 +156,7 @@ type Volume struct {
 	Named    bool // a named volume rather than a bind mount
 }
 
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+var volumeName = lazyRegexp(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 func (vol *Volume) decodeTOML(d *decoder, v *value, key string) {
 	if v.kind != kindString {
@@ -201,7 +200,7 @@ func ParseVolume(s, dir, home string) (Volume, error) {
 		v.Source = filepath.Clean(src)
 	case strings.HasPrefix(src, "."):
 		v.Source = filepath.Join(dir, src)
-	case volumeName.MatchString(src):
+	case volumeName().MatchString(src):
 		v.Named = true
 	default:
 		return Volume{}, fmt.Errorf("invalid volume %q: %q is neither a path (start it with ./ or /) nor a volume name", s, src)
