@@ -120,6 +120,9 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 		StopSignal: stopSignal, StopTimeout: stopTimeout, Restart: o.Restart, Healthcheck: o.Healthcheck,
 		KeepID: o.KeepID && !rootless.IsHostRoot(),
 		Spec: rootless.Spec{
+			// A --rm container's upper is mounted once and removed after;
+			// one that restarts mounts it again, which volatile forbids.
+			Volatile:  o.Remove && (o.Restart.Policy == "" || o.Restart.Policy == "no"),
 			LayerRoot: rt.Store.LayerDir(),
 			Lowers:    lowers,
 			Network:   network,

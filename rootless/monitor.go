@@ -201,12 +201,14 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	code := ctr.Wait()
 	close(done)
 	copies.Wait()
-	m.log.flush()
 	// One write says both that it exited and whether it comes back, so no
 	// reader sees an exited container that is about to restart.
 	next := StatusExited
 	if m.shouldRestart(code) {
 		next = StatusRestarting
+	}
+	if !c.Remove || next != StatusExited { // a --rm log is deleted next: no fsync
+		m.log.flush()
 	}
 	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = next, code, time.Now().UTC() })
 	return code, nil

@@ -81,7 +81,14 @@ func mountOverlay(spec *Spec) error {
 		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", strings.Join(lowers, ":"), spec.Upper, spec.Work)
-	if err := mount("overlay", spec.Rootfs, "overlay", 0, opts); err != nil {
+	var err error = unix.EINVAL
+	if spec.Volatile {
+		err = unix.Mount("overlay", spec.Rootfs, "overlay", 0, opts+",volatile")
+	}
+	if errors.Is(err, unix.EINVAL) { // not asked for, or a kernel before 5.10
+		err = mount("overlay", spec.Rootfs, "overlay", 0, opts)
+	}
+	if err != nil {
 		return err
 	}
 	return os.Chdir("/")

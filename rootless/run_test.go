@@ -158,3 +158,19 @@ func TestWritesStayInUpper(t *testing.T) {
 		t.Errorf("upper/tmp/x = %q, %v", data, err)
 	}
 }
+
+// A --rm container's upper is mounted volatile (no sync of the whole
+// upper filesystem when it ends); any other keeps overlay's syncs.
+func TestVolatileUpperOnlyWhenAsked(t *testing.T) {
+	requireUserns(t)
+	base := busyboxLayer(t)
+	for _, volatile := range []bool{true, false} {
+		out, code := runContainer(t, base, func(s *Spec) { s.Volatile = volatile }, "sh", "-c", "grep ' / overlay ' /proc/mounts")
+		if code != 0 {
+			t.Fatalf("volatile=%v: exit %d: %s", volatile, code, out)
+		}
+		if got := strings.Contains(out, "volatile"); got != volatile {
+			t.Errorf("volatile=%v: the overlay's options are %q", volatile, out)
+		}
+	}
+}

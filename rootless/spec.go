@@ -15,6 +15,11 @@ type Spec struct {
 	Upper, Work string
 	// Rootfs is an empty folder the overlay is mounted on.
 	Rootfs string
+	// Volatile says Upper is mounted once and thrown away (a --rm
+	// container): overlay's "volatile" then skips syncing the whole upper
+	// filesystem when the container ends. After a crash, or once mounted,
+	// the pair cannot be mounted again (overlayfs.rst, "Volatile mount").
+	Volatile bool
 
 	// ExecDir is the host folder where init listens for exec requests;
 	// empty runs no exec server.
