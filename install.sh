@@ -346,10 +346,13 @@ build_and_install() {
 	[[ $INSTALL_USER == "$CUR_USER" ]] || as_install=" as $INSTALL_USER"
 	log="$STAGE/build.log"
 
-	# The exact command: go build -trimpath -o "$BIN/nook" ./cmd/nook.
+	# The exact command: CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' ./cmd/nook.
+	# A static binary without symbols starts faster: every container start
+	# runs nook three or four times (CLI, namespace entry, monitor, init)
+	# and copies the binary into a sealed memfd for the init.
 	build_once() {
-		(cd "$SRC_DIR" && run_as "$BUILD_USER" env GOTOOLCHAIN=local \
-			"$go" build -trimpath "$@" -o "$STAGE/nook" ./cmd/nook) >"$log" 2>&1
+		(cd "$SRC_DIR" && run_as "$BUILD_USER" env GOTOOLCHAIN=local CGO_ENABLED=0 \
+			"$go" build -trimpath -ldflags='-s -w' "$@" -o "$STAGE/nook" ./cmd/nook) >"$log" 2>&1
 	}
 	rc=0
 	build_once || rc=$?
