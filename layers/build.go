@@ -69,24 +69,24 @@ func (b *Builder) Build(ctx context.Context, r Recipe) (Result, error) {
 	var res Result
 	st, err := b.base(r.From)
 	if err != nil {
-		return res, fmt.Errorf("build %s: %w", r.Tag, err)
+		return res, fmt.Errorf("build %s: %w", r.label(), err)
 	}
 	var cctx *Context
 	if r.Context != "" {
 		if cctx, err = OpenContext(r.Context, b.Stats); err != nil {
-			return res, fmt.Errorf("build %s: %w", r.Tag, err)
+			return res, fmt.Errorf("build %s: %w", r.label(), err)
 		}
 		defer cctx.Close()
 	}
 	for i, s := range r.Steps {
-		ev := Event{Image: r.Tag, Index: i + 1, Total: len(r.Steps), Step: s.String()}
+		ev := Event{Image: r.label(), Index: i + 1, Total: len(r.Steps), Step: s.String()}
 		b.progress(ev)
 		start := time.Now()
 		cached, err := b.step(ctx, cctx, st, s)
 		ev.Done, ev.Cached, ev.Err, ev.Took = true, cached, err, time.Since(start).Seconds()
 		b.progress(ev)
 		if err != nil {
-			return res, fmt.Errorf("build %s: step %d (%s): %w", r.Tag, i+1, s, err)
+			return res, fmt.Errorf("build %s: step %d (%s): %w", r.label(), i+1, s, err)
 		}
 		if cached {
 			res.Cached++
@@ -99,7 +99,7 @@ func (b *Builder) Build(ctx context.Context, r Recipe) (Result, error) {
 	// When nook built it is kept in the index, where `nook images` reads it.
 	st.cfg.Created = v1.Time{Time: unixTime(sourceDateEpoch())}
 	if res.Digest, err = b.Store.PutImage(st.cfg, st.layers); err != nil {
-		return res, fmt.Errorf("build %s: %w", r.Tag, err)
+		return res, fmt.Errorf("build %s: %w", r.label(), err)
 	}
 	if r.Tag != "" {
 		if err := b.Store.Tag(r.Tag, res.Digest); err != nil {
@@ -122,9 +122,13 @@ func (b *Builder) base(from string) (*buildState, error) {
 	if from == "" || from == "scratch" {
 		return st, nil
 	}
-	d, err := b.Store.ResolveBase(from)
-	if err != nil {
-		return nil, err
+	// A full digest of a manifest in the store need not be in the index:
+	// a Dockerfile's earlier stages are built untagged.
+	d, err := v1.NewHash(from)
+	if err != nil || !b.Store.HasBlob(d) {
+		if d, err = b.Store.ResolveBase(from); err != nil {
+			return nil, err
+		}
 	}
 	im, err := b.Store.Image(d)
 	if err != nil {
@@ -174,11 +178,7 @@ func applyStep(st *buildState, s Step) {
 	case StepUser:
 		st.cfg.Config.User = s.Value
 	case StepArg:
-		for k, v := range s.Vars {
-			if _, set := st.args[k]; !set {
-				st.args[k] = v
-			}
-		}
+		maps.Copy(st.args, s.Vars) // a later ARG of the same name wins, as in Docker
 	}
 }
 
@@ -411,7 +411,7 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, s Step) (bool, er
 	req := RunRequest{
 		LayerRoot: b.Store.LayerDir(),
 		Command:   []string{"/bin/sh", "-c", s.Command},
-		Env:       append(slices.Clone(st.cfg.Config.Env), sortedVars(st.args)...),
+		Env:       runEnv(st.cfg.Config.Env, st.args),
 		Workdir:   st.cfg.Config.WorkingDir,
 		User:      st.cfg.Config.User,
 		Stdout:    b.Output,
@@ -433,6 +433,9 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, s Step) (bool, er
 	if err := os.Mkdir(req.Upper, 0o755); err != nil {
 		return false, err
 	}
+	if len(s.Args) > 0 {
+		req.Command = s.Args
+	}
 	if err := b.Runner.RunStep(ctx, req); err != nil {
 		return false, err
 	}
@@ -445,4 +448,17 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, s Step) (bool, er
 	}
 	st.addLayer(key, layer, s)
 	return false, nil
+}
+
+// runEnv is a run step's environment: the image's, then the build
+// arguments it does not set (ENV wins over ARG, as in Docker).
+func runEnv(env []string, args map[string]string) []string {
+	out := slices.Clone(env)
+	for _, kv := range sortedVars(args) {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -17,6 +17,9 @@ import (
 type Recipe struct {
 	// Tag is the NAME[:TAG] the built image gets; empty leaves it untagged.
 	Tag string
+	// Name stands for the build in progress events and errors when Tag is
+	// empty (a Dockerfile's earlier stage).
+	Name string
 	// From is the base: "scratch", an image in the store (name or digest),
 	// "oci-layout:DIR[:TAG]" or "oci-archive:FILE".
 	From string
@@ -26,6 +29,14 @@ type Recipe struct {
 	// Config is applied after the steps: Env entries are added (replacing
 	// the same names), other fields replace the image's when set.
 	Config v1.Config
+}
+
+// label names the build in events and errors.
+func (r Recipe) label() string {
+	if r.Tag != "" {
+		return r.Tag
+	}
+	return r.Name
 }
 
 // StepKind names what a step does.
@@ -46,8 +57,12 @@ const (
 // the image config only.
 type Step struct {
 	Kind    StepKind
-	Copy    CopySpec          // copy
-	Command string            // run and host: a /bin/sh -c command line
+	Copy    CopySpec // copy
+	Command string   // run and host: a /bin/sh -c command line
+	// Args is a run step's argv, run as is instead of Command (a
+	// Dockerfile's exec-form RUN, or a shell its SHELL named). Omitted
+	// when empty so that existing steps keep their cache keys.
+	Args    []string          `json:",omitempty"`
 	Inputs  []string          // host: context globs the command reads
 	Outputs []string          // host: context paths it writes
 	Vars    map[string]string // env and arg
@@ -60,6 +75,13 @@ func (s Step) String() string {
 	case StepCopy:
 		return fmt.Sprintf("copy %s -> %s", strings.Join(s.Copy.Sources, " "), s.Copy.To)
 	case StepRun, StepHost:
+		if len(s.Args) > 0 {
+			var argv strings.Builder
+			enc := json.NewEncoder(&argv)
+			enc.SetEscapeHTML(false) // show >> as written
+			enc.Encode(s.Args)
+			return fmt.Sprintf("%s %s", s.Kind, strings.TrimSpace(argv.String()))
+		}
 		return fmt.Sprintf("%s %s", s.Kind, s.Command)
 	case StepEnv, StepArg:
 		return fmt.Sprintf("%s %s", s.Kind, strings.Join(sortedVars(s.Vars), " "))
