@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/charmbracelet/log"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nook-dev/nook/layers"
@@ -31,6 +32,9 @@ type BuildOptions struct {
 	// Stats, if set, is the stat cache to use (the watch loop keeps one in
 	// memory); otherwise the project's is loaded from the store and saved.
 	Stats *layers.StatCache
+	// Log receives warnings about Dockerfile instructions nook ignores;
+	// nil means silence.
+	Log *log.Logger
 }
 
 // Built is one image a build produced.
@@ -53,37 +57,54 @@ func Build(ctx context.Context, p *Project, opts BuildOptions) ([]Built, error) 
 	}
 	stats := opts.Stats
 	if stats == nil {
-		statFile := filepath.Join(opts.Store.Root, "cache", fmt.Sprintf("stat-%x.gob", sha256.Sum256([]byte(p.Dir))))
-		stats = layers.LoadStatCache(statFile)
-		defer stats.Save(statFile)
+		var save func()
+		stats, save = loadStats(opts.Store, p.Dir)
+		defer save()
 	}
 
-	single := false
-	if m, err := rootless.HostMapping(); err == nil {
-		single = m.Kind == rootless.MapSingle
-	}
-	b := &layers.Builder{
-		Store: opts.Store, Stats: stats, NoCache: opts.NoCache, Progress: opts.Progress, Output: opts.Output,
-		Runner: stepRunner{noSetGroups: single}, IgnoreChown: single,
-	}
+	b := newBuilder(opts.Store, stats, opts.NoCache, opts.Progress, opts.Output)
 	digests := map[string]v1.Hash{}
 	var out []Built
 	for _, name := range p.BuildOrder {
 		if !want[name] {
 			continue
 		}
-		r, err := p.recipe(name, digests)
-		if err != nil {
-			return out, err
+		var res layers.Result
+		if p.Images[name].Dockerfile != "" {
+			res, err = p.buildDockerfile(ctx, b, name, opts.Log)
+		} else {
+			var r layers.Recipe
+			if r, err = p.recipe(name, digests); err == nil {
+				res, err = b.Build(ctx, r)
+			}
 		}
-		res, err := b.Build(ctx, r)
 		if err != nil {
 			return out, err
 		}
 		digests[name] = res.Digest
-		out = append(out, Built{Name: name, Tag: r.Tag, Digest: res.Digest, Ran: res.Built})
+		out = append(out, Built{Name: name, Tag: p.ImageTag(name), Digest: res.Digest, Ran: res.Built})
 	}
 	return out, nil
+}
+
+// loadStats loads the stat cache the store keeps for a folder; save
+// writes it back.
+func loadStats(s *layers.Store, dir string) (stats *layers.StatCache, save func()) {
+	statFile := filepath.Join(s.Root, "cache", fmt.Sprintf("stat-%x.gob", sha256.Sum256([]byte(dir))))
+	stats = layers.LoadStatCache(statFile)
+	return stats, func() { stats.Save(statFile) }
+}
+
+// newBuilder is a builder whose run steps run in rootless containers.
+func newBuilder(s *layers.Store, stats *layers.StatCache, noCache bool, progress func(layers.Event), output io.Writer) *layers.Builder {
+	single := false
+	if m, err := rootless.HostMapping(); err == nil {
+		single = m.Kind == rootless.MapSingle
+	}
+	return &layers.Builder{
+		Store: s, Stats: stats, NoCache: noCache, Progress: progress, Output: output,
+		Runner: stepRunner{noSetGroups: single}, IgnoreChown: single,
+	}
 }
 
 // withBases returns the named images plus every project image they are
@@ -112,10 +133,7 @@ func (p *Project) withBases(names []string) (map[string]bool, error) {
 // is built from must already be in built.
 func (p *Project) recipe(name string, built map[string]v1.Hash) (layers.Recipe, error) {
 	img := p.Images[name]
-	if img.Dockerfile != "" {
-		return layers.Recipe{}, fmt.Errorf("build %q: dockerfile images are not supported yet; use from and steps", name)
-	}
-	r := layers.Recipe{Tag: p.ImageTag(name), From: img.From, Context: p.Dir}
+	r := layers.Recipe{Tag: p.ImageTag(name), From: img.From, Context: p.Dir, Config: img.config()}
 	if d, ok := built[img.From]; ok {
 		r.From = d.String()
 	}
@@ -132,7 +150,13 @@ func (p *Project) recipe(name string, built map[string]v1.Hash) (layers.Recipe, 
 		}
 		r.Steps = append(r.Steps, step)
 	}
-	r.Config = v1.Config{
+	return r, nil
+}
+
+// config is the image config nook.toml sets; the builder lays it over
+// what the base and the steps (or the Dockerfile) made.
+func (img *Image) config() v1.Config {
+	c := v1.Config{
 		Env:        envList(img.Env),
 		WorkingDir: img.Workdir,
 		User:       img.User,
@@ -142,14 +166,14 @@ func (p *Project) recipe(name string, built map[string]v1.Hash) (layers.Recipe, 
 		StopSignal: string(img.StopSignal),
 	}
 	for _, port := range img.Expose {
-		if r.Config.ExposedPorts == nil {
-			r.Config.ExposedPorts = map[string]struct{}{}
+		if c.ExposedPorts == nil {
+			c.ExposedPorts = map[string]struct{}{}
 		}
 		for n := range int(port.Count) {
-			r.Config.ExposedPorts[fmt.Sprintf("%d/%s", int(port.ContainerPort)+n, port.Proto)] = struct{}{}
+			c.ExposedPorts[fmt.Sprintf("%d/%s", int(port.ContainerPort)+n, port.Proto)] = struct{}{}
 		}
 	}
-	return r, nil
+	return c
 }
 
 func translateStep(s Step) (layers.Step, error) {

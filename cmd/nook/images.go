@@ -23,23 +23,30 @@ func openStore() (*layers.Store, error) {
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
+	var o dockerBuildFlags
 	var noCache bool
 	cmd := &cobra.Command{
-		Use:   "build [IMAGE...]",
-		Short: "Build the project's images (all, or those named)",
+		Use:   "build [IMAGE...] | build [-t NAME] [-f DOCKERFILE] [--build-arg K=V] [--target STAGE] CONTEXT",
+		Short: "Build the project's images (all, or those named), or a Dockerfile",
 		Long: "Build the project's images in dependency order. Each step is a cache hit when its parent,\n" +
-			"its definition and the content of what it reads are unchanged; images are tagged PROJECT/IMAGE:latest.",
+			"its definition and the content of what it reads are unchanged; images are tagged PROJECT/IMAGE:latest.\n\n" +
+			"With -t, -f, --build-arg or --target, or a CONTEXT folder (\".\", or a path with a \"/\"), build\n" +
+			"CONTEXT/Dockerfile (or -f's) as docker build does and tag it NAME (default tag latest).\n" +
+			"Project files then go before the command: nook -f nook.toml build.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := project.Load(g.loadOptions())
-			if err != nil {
-				return err
-			}
 			s, err := openStore()
 			if err != nil {
 				return err
 			}
+			if o.dockerMode(cmd, args) {
+				return dockerBuild(cmd, g, s, o, noCache, args)
+			}
+			p, err := project.Load(g.loadOptions())
+			if err != nil {
+				return err
+			}
 			built, err := project.Build(cmd.Context(), p, project.BuildOptions{
-				Store: s, Images: args, NoCache: noCache, Progress: stepPrinter(g), Output: g.stderr,
+				Store: s, Images: args, NoCache: noCache, Progress: stepPrinter(g), Output: g.stderr, Log: g.log,
 			})
 			for _, b := range built {
 				fmt.Fprintf(g.stdout, "%s %s\n", b.Tag, b.Digest)
@@ -47,7 +54,12 @@ func newBuildCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&noCache, "no-cache", false, "rebuild every step")
+	f := cmd.Flags()
+	f.BoolVar(&noCache, "no-cache", false, "rebuild every step")
+	f.StringVarP(&o.tag, "tag", "t", "", "build CONTEXT's Dockerfile and name the image `NAME[:TAG]`")
+	f.StringVarP(&o.file, "file", "f", "", "the `DOCKERFILE` (default CONTEXT/Dockerfile)")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "set a build argument `K=V` (repeatable; K alone takes $K)")
+	f.StringVar(&o.target, "target", "", "build this `STAGE` of the Dockerfile")
 	return cmd
 }
 
