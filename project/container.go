@@ -10,7 +10,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/layers"
 	"github.com/nook-dev/nook/rootless"
@@ -225,26 +224,6 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-// ParseSignal parses a signal name ("TERM", "SIGTERM") or number.
-func ParseSignal(s string) (unix.Signal, error) {
-	var sig Signal
-	d := &decoder{probs: &problems{}}
-	sig.decodeTOML(d, &value{kind: kindString, str: s}, "signal")
-	if len(d.probs.list) > 0 {
-		if n, err := parseInt(s); err == nil && unix.SignalName(unix.Signal(n)) != "" {
-			return unix.Signal(n), nil
-		}
-		return 0, fmt.Errorf("unknown signal %q", s)
-	}
-	return sig.Number(), nil
-}
-
-func parseInt(s string) (int, error) {
-	var n int
-	_, err := fmt.Sscanf(s, "%d", &n)
-	return n, err
 }
 
 // Commit makes an image of a container: its image plus one layer with

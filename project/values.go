@@ -218,27 +218,40 @@ func (t Duration) MarshalText() ([]byte, error) { return []byte(t.String()), nil
 type Signal string
 
 func (s *Signal) decodeTOML(d *decoder, v *value, key string) {
+	text := v.str
 	switch v.kind {
 	case kindInt:
-		name := unix.SignalName(unix.Signal(v.num))
-		if name == "" {
-			d.fail(v, key, "unknown signal %d", v.num)
-			return
-		}
-		*s = Signal(name)
+		text = strconv.FormatInt(v.num, 10)
 	case kindString:
-		name := strings.ToUpper(v.str)
-		if !strings.HasPrefix(name, "SIG") {
-			name = "SIG" + name
-		}
-		if unix.SignalNum(name) == 0 {
-			d.fail(v, key, "unknown signal %q", v.str)
-			return
-		}
-		*s = Signal(name)
 	default:
 		d.wrongType(v, key, `a signal like "SIGTERM"`)
+		return
 	}
+	sig, err := ParseSignal(text)
+	if err != nil {
+		d.fail(v, key, "%v", err)
+		return
+	}
+	*s = Signal(unix.SignalName(sig))
+}
+
+// ParseSignal parses a signal as nook.toml and the CLI write it: a name
+// with or without "SIG", in any case, or a number.
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if unix.SignalName(unix.Signal(n)) == "" {
+			return 0, fmt.Errorf("unknown signal %d", n)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
 // Number returns the signal's number.
