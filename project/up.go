@@ -12,11 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/layers"
 	"github.com/nook-dev/nook/rootless"
@@ -392,112 +390,6 @@ func (rt *Runtime) ProjectContainers(project string) ([]*rootless.Container, err
 		}
 	}
 	return out, nil
-}
-
-// removeContainer stops a container (its stop signal, then SIGKILL) and
-// removes it.
-func (rt *Runtime) removeContainer(c *rootless.Container) error {
-	sig, err := ParseSignal(c.StopSignal)
-	if err != nil {
-		sig = unix.SIGTERM
-	}
-	if err := rt.Containers.Stop(c, syscall.Signal(sig), c.StopTimeout); err != nil {
-		return err
-	}
-	fresh, err := rt.Containers.Get(c.ID)
-	if errors.Is(err, rootless.ErrNoContainer) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return rt.Containers.Remove(fresh)
-}
-
-// DownOptions say how to take a project down.
-type DownOptions struct {
-	Volumes  bool           // remove the project's named volumes too
-	Timeout  *time.Duration // override each container's stop timeout
-	Progress func(service, msg string)
-}
-
-// Down stops the project's containers in reverse dependency order and
-// removes them (and, with Volumes, its named volumes). It works on what it
-// finds, whatever state a killed up left behind.
-func (rt *Runtime) Down(p *Project, o DownOptions) error {
-	unlock, err := rt.lockProject(p.Name)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	rt.StopBackgroundWatch(p.Name)
-	cs, err := rt.ProjectContainers(p.Name)
-	if err != nil {
-		return err
-	}
-	rank := func(c *rootless.Container) int { return slices.Index(p.StartOrder, c.Labels[LabelService]) }
-	slices.SortStableFunc(cs, func(a, b *rootless.Container) int { return rank(b) - rank(a) })
-	var first error
-	for _, c := range cs {
-		if o.Timeout != nil {
-			c.StopTimeout = *o.Timeout
-		}
-		if err := rt.removeContainer(c); err != nil {
-			first = cmpErr(first, err)
-			continue
-		}
-		if o.Progress != nil {
-			o.Progress(displayName(c), "Removed")
-		}
-	}
-	if o.Volumes {
-		if err := rootless.RemoveAll(rt.volumeDir(projectVolume(p.Name, ""))); err != nil {
-			first = cmpErr(first, err)
-		}
-	}
-	return first
-}
-
-func cmpErr(first, err error) error {
-	if first == nil {
-		return err
-	}
-	return first
-}
-
-// lockProject takes the project's lock, failing at once if another nook
-// holds it.
-func (rt *Runtime) lockProject(name string) (func(), error) {
-	dir := filepath.Join(rt.Store.Root, "projects")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &hinted{err: fmt.Errorf("project %s is already being brought up or down by another nook", name), hint: "wait for it to finish, then run the command again"}
-		}
-		return nil, err
-	}
-	return func() { f.Close() }, nil
-}
-
-// serviceHosts maps every service name, replica name ("web-2") and
-// SERVICE.PROJECT name of the project to addr.
-func (p *Project) serviceHosts(addr string) map[string]string {
-	hosts := map[string]string{}
-	for _, svc := range p.StartOrder {
-		for n := 1; n <= max(p.Containers[svc].Replicas, 1); n++ {
-			name := replicaName(svc, n)
-			hosts[name] = addr
-			hosts[name+"."+p.Name] = addr
-		}
-	}
-	return hosts
 }
 
 // replicaName is how replica n of a service is called in its project:
