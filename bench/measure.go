@@ -35,8 +35,9 @@ type bench struct {
 	env     []string // os.Environ() plus NOOK_ROOT
 	skipped []string // "tool: why" for the table's notes
 	broken  map[string]bool
-	load    string // the load average before bench added its own
-	driver  string // the storage driver podman uses
+	load    string   // the load average before bench added its own
+	rowLoad []string // "ROW: LOAD": the 1-minute load average as each row began
+	driver  string   // the storage driver podman uses
 }
 
 // measureAll prepares the fixtures in o.work, runs the selected rows and
@@ -68,7 +69,9 @@ func measureAll(o options, w io.Writer) error {
 		if !b.selected(r.num) {
 			continue
 		}
-		logf("bench: row %d: %s", r.num, r.name)
+		load := strings.Fields(loadAverage())[0]
+		b.rowLoad = append(b.rowLoad, fmt.Sprintf("%d: %s", r.num, load))
+		logf("bench: row %d: %s (load %s)", r.num, r.name, load)
 		if r.fn == nil {
 			results = append(results, result{row: r.num, workload: r.name, note: "not yet"})
 			continue

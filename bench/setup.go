@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -49,8 +51,8 @@ func asRoot(o options, table io.Writer) error {
 	if err := buildBinaries(o.repo, rootWork); err != nil {
 		return err
 	}
-	for _, f := range []string{"nook", "floor", "bench"} {
-		if err := os.Chown(filepath.Join(rootWork, f), uid, gid); err != nil {
+	for _, f := range []string{"nook", "floor", "bench", "examples"} {
+		if err := chownTree(filepath.Join(rootWork, f), uid, gid); err != nil {
 			return err
 		}
 	}
@@ -118,7 +120,8 @@ func asUser(o options, table io.Writer) error {
 	return measureAll(o, table)
 }
 
-// buildBinaries puts nook, the floor and a copy of this program in dir.
+// buildBinaries puts nook, the floor and a copy of this program in dir,
+// and the tree's examples/ (rows 4 and 5 run them from copies).
 func buildBinaries(repo, dir string) error {
 	for _, b := range []struct{ out, pkg string }{{"nook", "./cmd/nook"}, {"floor", "./bench/floor"}} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
@@ -127,11 +130,54 @@ func buildBinaries(repo, dir string) error {
 			return fmt.Errorf("build %s: %w", b.pkg, err)
 		}
 	}
+	if err := copyExamples(filepath.Join(repo, "examples"), filepath.Join(dir, "examples")); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	return copyFile(self, filepath.Join(dir, "bench"), 0o755)
+}
+
+// copyExamples replaces dst with a copy of the examples folder src,
+// without what builds left in it (.nook/).
+func copyExamples(src, dst string) error {
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	if _, err := os.Stat(src); err != nil {
+		return nil // rows 4 and 5 say what is missing
+	}
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir() && d.Name() == ".nook":
+			return filepath.SkipDir
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case d.Type().IsRegular():
+			return copyFile(path, to, 0o644)
+		}
+		return nil
+	})
+}
+
+// chownTree gives path and everything under it to uid.
+func chownTree(path string, uid, gid int) error {
+	return filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if p == path && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
 }
 
 func ensurePackages() error {

@@ -92,6 +92,9 @@ func (b *bench) machine() []string {
 			b.load, loadAverage()),
 		"as: " + whoami(),
 	}
+	if len(b.rowLoad) > 0 {
+		lines = append(lines, "1-minute load average as each row began: "+strings.Join(b.rowLoad, ", "))
+	}
 	var versions []string
 	for _, v := range [][]string{{"podman", "--version"}, {"crun", "--version"}, {"bwrap", "--version"}} {
 		if out, err := exec.Command(v[0], v[1]).Output(); err == nil {
