@@ -10,10 +10,14 @@ import (
 	"os"
 )
 
+// greeting is what the service answers. Edit it while `nook up --watch`
+// runs: the next request answers with the new text.
+const greeting = "hello from nook"
+
 func main() {
-	greeting := os.Getenv("GREETING")
-	if greeting == "" {
-		greeting = "hello from nook"
+	greeting := greeting
+	if g := os.Getenv("GREETING"); g != "" {
+		greeting = g // GREETING=hi nook up
 	}
 	addr := ":" + envOr("PORT", "8080")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
