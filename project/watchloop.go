@@ -50,7 +50,7 @@ func (rt *Runtime) Watch(ctx context.Context, p *Project, o WatchOptions) error 
 	if o.Ready != nil {
 		o.Ready()
 	}
-	loop := &watchLoop{rt: rt, p: p, o: o, w: w, stats: layers.NewStatCache()}
+	loop := &watchLoop{rt: rt, p: p, o: o, w: w, stats: layers.NewStatCache(), synced: map[string]map[string]SyncChange{}}
 	return loop.run(ctx)
 }
 
@@ -79,6 +79,10 @@ type watchLoop struct {
 	w     *watch.Watcher
 	stats *layers.StatCache
 	mu    sync.Mutex // serialises output lines
+	// synced remembers, per service, the files synced since its image was
+	// last built with them, so a recreated container gets them again:
+	// synced content survives until a rebuild includes it.
+	synced map[string]map[string]SyncChange
 }
 
 func (l *watchLoop) run(ctx context.Context) error {
@@ -168,6 +172,12 @@ func (l *watchLoop) handle(ctx context.Context, paths []string, at time.Time) {
 			continue
 		}
 		actions = append(actions, "synced "+svc)
+		if l.synced[svc] == nil {
+			l.synced[svc] = map[string]SyncChange{}
+		}
+		for _, ch := range plan.Syncs[svc] {
+			l.synced[svc][ch.Target] = ch
+		}
 	}
 	synced := time.Now()
 	services, hostTime, err := l.rebuild(ctx, plan)
@@ -186,6 +196,7 @@ func (l *watchLoop) handle(ctx context.Context, paths []string, at time.Time) {
 			return
 		}
 		actions = append(actions, "restarted "+strings.Join(restart, ", "))
+		l.resync(services)
 	}
 	ready := time.Now()
 	if len(actions) == 0 {
@@ -345,4 +356,31 @@ func (rt *Runtime) serviceContainers(p *Project, svc string) ([]*rootless.Contai
 		}
 	}
 	return out, nil
+}
+
+// resync gives recreated services the files synced into their previous
+// containers that their new image does not include.
+func (l *watchLoop) resync(recreated []string) {
+	for _, svc := range recreated {
+		img := l.p.Images[l.p.Containers[svc].Image]
+		var again []SyncChange
+		for target, ch := range l.synced[svc] {
+			included := false
+			if img != nil {
+				for _, s := range img.Steps {
+					included = included || stepReads(s, ch.Path) != ""
+				}
+			}
+			if included {
+				delete(l.synced[svc], target) // the rebuild has it now
+				continue
+			}
+			again = append(again, ch)
+		}
+		if len(again) > 0 {
+			if err := l.sync(svc, again); err != nil {
+				l.say("watch: sync %s again after its restart: %v", svc, err)
+			}
+		}
+	}
 }

@@ -85,6 +85,11 @@ func newUpCmd(g *globals) *cobra.Command {
 			defer stop()
 			began := time.Now()
 			if err := rt.Up(ctx, p, o); err != nil {
+				if !detach {
+					// In the foreground, a failed up takes down what it
+					// started, as Compose does; with -d it stays up.
+					stopProject(rt, p, false)
+				}
 				return err
 			}
 			if detach && watch {
