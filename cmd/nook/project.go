@@ -60,11 +60,7 @@ func newUpCmd(g *globals) *cobra.Command {
 			"In the foreground nook follows their output until Ctrl-C, which stops them (a second Ctrl-C kills);\n" +
 			"with -d it returns once they are started (and healthy where a dependency waits for it).",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := project.Load(g.loadOptions())
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime()
+			p, rt, err := projectRuntime(g)
 			if err != nil {
 				return err
 			}
@@ -190,11 +186,7 @@ func newDownCmd(g *globals) *cobra.Command {
 		Short: "Stop and remove the project's containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := project.Load(g.loadOptions())
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime()
+			p, rt, err := projectRuntime(g)
 			if err != nil {
 				return err
 			}
@@ -232,11 +224,7 @@ func newWatchCmd(g *globals) *cobra.Command {
 		Short: "Run the dev loop on a project that is up: rebuild, restart or sync what each save affects",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := project.Load(g.loadOptions())
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime()
+			p, rt, err := projectRuntime(g)
 			if err != nil {
 				return err
 			}
@@ -284,4 +272,15 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		p.mid = false
 	}
 	return n, nil
+}
+
+// projectRuntime loads the current project and opens the store and
+// containers it runs on.
+func projectRuntime(g *globals) (*project.Project, *project.Runtime, error) {
+	p, err := project.Load(g.loadOptions())
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := openRuntime()
+	return p, rt, err
 }
