@@ -171,13 +171,23 @@ func (c *Cmd) Start() error {
 	return nil
 }
 
-// startLocked starts cmd from a goroutine locked to its OS thread and keeps
-// that goroutine (and thread) in cmd.Wait. Pdeathsig fires when the thread
-// that forked the child exits, not the process (golang/go#27505), and the
-// Go runtime may retire an idle unlocked thread at any time.
 func (c *Cmd) startLocked(cmd *exec.Cmd) error {
+	done, err := startOnLockedThread(cmd)
+	if err != nil {
+		return err
+	}
+	c.done, c.cmd, c.Process = done, cmd, cmd.Process
+	return nil
+}
+
+// startOnLockedThread starts cmd from a goroutine locked to its OS thread
+// and keeps that goroutine (and thread) in cmd.Wait, whose result arrives
+// on the returned channel. Pdeathsig fires when the thread that forked the
+// child exits, not the process (golang/go#27505), and the Go runtime may
+// retire an idle unlocked thread at any time.
+func startOnLockedThread(cmd *exec.Cmd) (chan error, error) {
 	started := make(chan error, 1)
-	c.done = make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -186,14 +196,12 @@ func (c *Cmd) startLocked(cmd *exec.Cmd) error {
 			return
 		}
 		started <- nil
-		c.done <- cmd.Wait()
+		done <- cmd.Wait()
 	}()
 	if err := <-started; err != nil {
-		c.done = nil
-		return err
+		return nil, err
 	}
-	c.cmd, c.Process = cmd, cmd.Process
-	return nil
+	return done, nil
 }
 
 // abort kills a child whose setup failed and reaps it.

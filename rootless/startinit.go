@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -172,20 +171,8 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningI
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
-	in := &RunningInit{cmd: cmd, done: make(chan error, 1)}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig follows the thread that forked (golang/go#27505).
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		in.done <- cmd.Wait()
-	}()
-	err = <-started
+	in := &RunningInit{cmd: cmd}
+	in.done, err = startOnLockedThread(cmd)
 	statusW.Close()
 	if err != nil {
 		specW.Close()
