@@ -46,6 +46,23 @@ func shopCopy(t *testing.T) (string, string) {
 	return dir, web
 }
 
+// shopUp brings a copy of the shop up in a store of its own, waits until
+// it answers through web, and takes it down at the end. It returns the
+// project folder, the store and web's base URL.
+func shopUp(t *testing.T) (dir, root, base string) {
+	t.Helper()
+	dir, web := shopCopy(t)
+	root = t.TempDir()
+	mustNook(t, root, dir, "up", "-d")
+	t.Cleanup(func() { nookIn(t, root, dir, "down") })
+	base = "http://127.0.0.1:" + web
+	eventually(t, "the shop to answer", func() (bool, string) {
+		body := get(base + "/api/items")
+		return strings.Contains(body, "teapot"), body
+	})
+	return dir, root, base
+}
+
 // get fetches a URL and returns its body, or "" when it does not answer.
 func get(url string) string {
 	resp, err := http.Get(url)
@@ -121,15 +138,7 @@ func pidOf(t *testing.T, root, dir, svc string) int {
 }
 
 func TestWatchShopRestartsOnlyWhatChanged(t *testing.T) {
-	dir, web := shopCopy(t)
-	root := t.TempDir()
-	mustNook(t, root, dir, "up", "-d")
-	t.Cleanup(func() { nookIn(t, root, dir, "down") })
-	base := "http://127.0.0.1:" + web
-	eventually(t, "the shop to answer", func() (bool, string) {
-		body := get(base + "/api/items")
-		return strings.Contains(body, "teapot"), body
-	})
+	dir, root, base := shopUp(t)
 	w := startWatch(t, root, dir)
 	webPid, apiPid := pidOf(t, root, dir, "web"), pidOf(t, root, dir, "api")
 
@@ -193,15 +202,7 @@ func TestWatchShopRestartsOnlyWhatChanged(t *testing.T) {
 }
 
 func TestSyncIntoScratchSurvivesRestart(t *testing.T) {
-	dir, web := shopCopy(t)
-	root := t.TempDir()
-	mustNook(t, root, dir, "up", "-d")
-	t.Cleanup(func() { nookIn(t, root, dir, "down") })
-	base := "http://127.0.0.1:" + web
-	eventually(t, "the shop to answer", func() (bool, string) {
-		body := get(base + "/")
-		return strings.Contains(body, "nook shop"), body
-	})
+	dir, root, base := shopUp(t)
 	w := startWatch(t, root, dir)
 	// web's image is FROM scratch: no shell, no tar, no cp inside.
 	os.WriteFile(filepath.Join(dir, "static", "new.txt"), []byte("fresh\n"), 0o644)
