@@ -19,13 +19,14 @@ import (
 
 // currentProject loads the project the global flags or the working folder
 // point at, or returns nil when there is none (or it does not load): the
-// container verbs then work on containers by their own names.
+// container verbs then work on containers by their own names. It loads
+// the files once per command, however many containers it names.
 func currentProject(g *globals) *project.Project {
-	p, err := project.Load(g.loadOptions())
-	if err != nil {
-		return nil
+	if !g.projectLoaded {
+		g.project, _ = project.Load(g.loadOptions())
+		g.projectLoaded = true
 	}
-	return p
+	return g.project
 }
 
 // resolveRef maps a service name ("web", or "web-2" for a replica) of the

@@ -33,6 +33,9 @@ type globals struct {
 
 	stdout, stderr io.Writer
 	log            *log.Logger
+
+	project       *project.Project // loaded once, by currentProject
+	projectLoaded bool
 }
 
 // loadOptions says which project the global flags point at.
