@@ -3,7 +3,6 @@ package layers
 import (
 	"crypto/sha256"
 	"encoding/gob"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +135,5 @@ var copyBuf = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 // errChanged means a file's content changed while a layer was being
 // written from it; the build step is retried.
 var errChanged = errors.New("file changed during the build")
-
-func hexDigest(d [32]byte) string { return hex.EncodeToString(d[:]) }
 
 func unixTime(sec int64) time.Time { return time.Unix(sec, 0).UTC() }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -207,14 +206,4 @@ func (s *Store) lock(name string, how int) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
 	return func() { f.Close() }, nil
-}
-
-// ParseHash parses "sha256:HEX" or a bare hex digest, or a unique prefix
-// of at least 4 hex digits of a stored image's digest is handled by
-// Resolve.
-func ParseHash(s string) (v1.Hash, error) {
-	if !strings.Contains(s, ":") {
-		s = "sha256:" + s
-	}
-	return v1.NewHash(s)
 }
