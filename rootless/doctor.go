@@ -65,7 +65,7 @@ func Doctor(storeRoot string) []Check {
 		d.userns(), d.apparmor(), uidmap, gidmap, subUID, subGID, store,
 	}
 	checks = append(checks, probe...)
-	return append(checks, d.network(), d.tun(), watches, instances, d.ports(), d.cgroups())
+	return append(checks, d.network(), d.nft(), d.tun(), watches, instances, d.ports(), d.cgroups())
 }
 
 // probePassed says what a passing probe check (whose Message ProbeDir

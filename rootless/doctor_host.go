@@ -91,6 +91,19 @@ func (d *doctor) network() Check {
 		d.sudo()+"apt-get install passt (Debian, Ubuntu; "+d.sudo()+"dnf install passt on Fedora)")
 }
 
+// nft checks for nft(8), which masquerades containers' outbound traffic
+// inside each private network.
+func (d *doctor) nft() Check {
+	const name = "nft"
+	for _, file := range []string{"nft", "/usr/sbin/nft", "/sbin/nft"} { // as netns.LookSbin
+		if p, err := d.lookPath(file); err == nil {
+			return pass(name, fmt.Sprintf("%s masquerades containers' outbound traffic", p))
+		}
+	}
+	return warn(name, "nft is not installed: containers on a private network cannot reach beyond it (their project's containers and published ports work with outbound = \"none\")",
+		d.sudo()+"apt-get install nftables")
+}
+
 const tunPath = "/dev/net/tun"
 
 // tun checks that the caller can open /dev/net/tun read-write, as pasta

@@ -384,7 +384,7 @@ func TestDoctorOnThisMachine(t *testing.T) {
 	}
 	want := "kernel|user namespaces|AppArmor userns|newuidmap|newgidmap|subuid range|subgid range|store|" +
 		"userns|uid|idmap|overlay|whiteout|" +
-		"network helper|/dev/net/tun|inotify watches|inotify instances|unprivileged ports|cgroups"
+		"network helper|nft|/dev/net/tun|inotify watches|inotify instances|unprivileged ports|cgroups"
 	if got := strings.Join(names, "|"); got != want {
 		t.Errorf("Doctor() checks\n%s\nwant\n%s", got, want)
 	}

@@ -16,7 +16,7 @@ import (
 var doctorChecks = []string{
 	"kernel", "user namespaces", "AppArmor userns", "newuidmap", "newgidmap", "subuid range", "subgid range", "store",
 	"userns", "uid", "idmap", "overlay", "whiteout",
-	"network helper", "/dev/net/tun", "inotify watches", "inotify instances", "unprivileged ports", "cgroups",
+	"network helper", "nft", "/dev/net/tun", "inotify watches", "inotify instances", "unprivileged ports", "cgroups",
 }
 
 // doctor runs nook doctor with a store that does not exist yet, and skips
