@@ -46,6 +46,13 @@ func (c *checker) check() {
 		c.checkContainer(name, c.p.Containers[name])
 	}
 	c.checkPorts()
+	if n := c.p.Network; n != nil {
+		switch n.Outbound {
+		case "", "auto", "pasta", "slirp4netns", "none":
+		default:
+			c.fail([]string{"network", "outbound"}, `unknown outbound %q: want "auto", "pasta", "slirp4netns" or "none"`, n.Outbound)
+		}
+	}
 	c.p.BuildOrder = c.order("images", c.imageDeps, "from")
 	c.p.StartOrder = c.order("containers", c.containerDeps, "depends_on")
 }

@@ -2,7 +2,6 @@ package project
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nook-dev/nook/layers"
 	"github.com/nook-dev/nook/rootless"
+	"github.com/nook-dev/nook/rootless/netns"
 )
 
 // Runtime is the store and the container set one user's nook works on.
@@ -51,14 +51,19 @@ type ContainerOptions struct {
 	Workdir    string
 	User       string
 	Hostname   string
-	Network    string // "host" or "none"; empty means "host" until project networks land
+	// Network is "private" (the default: a network of the container's
+	// own, or its project's with Supervisor), "host" or "none".
+	Network    string
+	Supervisor string                   // a project network's supervisor socket
+	Ports      []rootless.PublishedPort // published on a private network
+	DNS        string                   // the project network's nameserver, if it has one
 	Volumes    []Volume
 	Remove     bool
 	Terminal   bool
 	Labels     map[string]string
 
-	// Hosts adds names to the container's /etc/hosts (name -> address).
-	Hosts map[string]string
+	// Hosts adds names to the container's /etc/hosts (address -> names).
+	Hosts map[string][]string
 
 	Restart     rootless.RestartPolicy
 	Healthcheck *rootless.Healthcheck
@@ -107,7 +112,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	env := mergeEnv(cfg.Env, o.Env)
 	network := o.Network
 	if network == "" {
-		network = "host"
+		network = rootless.NetworkPrivate
 	}
 	stopSignal := firstNonEmpty(o.StopSignal, cfg.StopSignal, "SIGTERM")
 	stopTimeout := o.StopTimeout
@@ -117,7 +122,8 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	rc := rootless.Config{
 		Name: o.Name, Image: o.Image, ImageID: d.String(), Labels: o.Labels, Remove: o.Remove,
 		StopSignal: stopSignal, StopTimeout: stopTimeout, Restart: o.Restart, Healthcheck: o.Healthcheck,
-		KeepID: o.KeepID && !rootless.IsHostRoot(),
+		KeepID:  o.KeepID && !rootless.IsHostRoot(),
+		Network: netConfig(network, o),
 		Spec: rootless.Spec{
 			// A --rm container's upper is mounted once and removed after;
 			// one that restarts mounts it again, which volatile forbids.
@@ -154,16 +160,28 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareContainer(c, o.Hostname, network, o.Hosts); err != nil {
+	dns := o.DNS
+	if a, ok := netns.Resolver(netns.OutboundAuto); ok && network == rootless.NetworkPrivate && o.Supervisor == "" {
+		dns = a.String() // the container's own network's uplink
+	}
+	if err := prepareContainer(c, o.Hostname, network, o.Hosts, dns); err != nil {
 		rt.Containers.Remove(c)
 		return nil, err
 	}
 	return c, nil
 }
 
+// netConfig is how a container on a private network is connected.
+func netConfig(network string, o ContainerOptions) *rootless.NetworkConfig {
+	if network != rootless.NetworkPrivate {
+		return nil
+	}
+	return &rootless.NetworkConfig{Supervisor: o.Supervisor, Ports: o.Ports}
+}
+
 // prepareContainer fills in the paths and /etc files of a new container
 // and saves its config.
-func prepareContainer(c *rootless.Container, hostname, network string, extra map[string]string) error {
+func prepareContainer(c *rootless.Container, hostname, network string, names map[string][]string, dns string) error {
 	if hostname == "" {
 		hostname = c.Name
 		if len(hostname) > 63 {
@@ -175,22 +193,34 @@ func prepareContainer(c *rootless.Container, hostname, network string, extra map
 	s.ExecDir = c.Dir
 	s.Hostname = hostname
 	s.Hosts, s.HostnameFile, s.ResolvConf = filepath.Join(c.Dir, "hosts"), filepath.Join(c.Dir, "hostname"), filepath.Join(c.Dir, "resolv.conf")
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
-	for _, name := range slices.Sorted(maps.Keys(extra)) {
-		hosts += extra[name] + "\t" + name + "\n"
-	}
-	resolv := "nameserver 127.0.0.1\n"
-	if network == "host" {
-		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			resolv = string(data)
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	resolv := "nameserver 127.0.0.1\n" // "none": nothing answers, and says so at once
+	switch network {
+	case rootless.NetworkHost:
+		resolv = string(hostResolv)
+	case rootless.NetworkPrivate:
+		if dns != "" {
+			resolv = privateResolv(string(hostResolv), dns)
 		}
 	}
-	for name, content := range map[string]string{s.Hosts: hosts, s.HostnameFile: hostname + "\n", s.ResolvConf: resolv} {
+	for name, content := range map[string]string{s.Hosts: hostsFile(hostname, names), s.HostnameFile: hostname + "\n", s.ResolvConf: resolv} {
 		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 			return fmt.Errorf("create container: %w", err)
 		}
 	}
 	return c.SaveConfig()
+}
+
+// privateResolv is resolv.conf on a private network: the uplink's
+// forwarder as the nameserver, the host's search domains and options.
+func privateResolv(host, dns string) string {
+	out := "nameserver " + dns + "\n"
+	for line := range strings.Lines(host) {
+		if f := strings.Fields(line); len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {
+			out += strings.TrimSpace(line) + "\n"
+		}
+	}
+	return out
 }
 
 // volumeDir is where a named volume lives.

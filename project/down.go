@@ -43,20 +43,24 @@ type DownOptions struct {
 // Down stops the project's containers in reverse dependency order and
 // removes them (and, with Volumes, its named volumes). It works on what it
 // finds, whatever state a killed up left behind.
-func (rt *Runtime) Down(p *Project, o DownOptions) error {
+func (rt *Runtime) Down(p *Project, o DownOptions) (first error) {
 	unlock, err := rt.lockProject(p.Name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	rt.StopBackgroundWatch(p.Name)
+	defer func() {
+		if err := rt.downNetwork(p.Name); err != nil && first == nil {
+			first = err
+		}
+	}()
 	cs, err := rt.ProjectContainers(p.Name)
 	if err != nil {
 		return err
 	}
 	rank := func(c *rootless.Container) int { return slices.Index(p.StartOrder, c.Labels[LabelService]) }
 	slices.SortStableFunc(cs, func(a, b *rootless.Container) int { return rank(b) - rank(a) })
-	var first error
 	for _, c := range cs {
 		if o.Timeout != nil {
 			c.StopTimeout = *o.Timeout
@@ -105,16 +109,15 @@ func (rt *Runtime) lockProject(name string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// serviceHosts maps every service name, replica name ("web-2") and
-// SERVICE.PROJECT name of the project to addr.
-func (p *Project) serviceHosts(addr string) map[string]string {
-	hosts := map[string]string{}
+// serviceHosts maps addr to every service name, replica name ("web-2")
+// and SERVICE.PROJECT name of the project.
+func (p *Project) serviceHosts(addr string) map[string][]string {
+	var names []string
 	for _, svc := range p.StartOrder {
 		for n := 1; n <= max(p.Containers[svc].Replicas, 1); n++ {
 			name := replicaName(svc, n)
-			hosts[name] = addr
-			hosts[name+"."+p.Name] = addr
+			names = append(names, name, name+"."+p.Name)
 		}
 	}
-	return hosts
+	return map[string][]string{addr: names}
 }

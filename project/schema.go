@@ -11,6 +11,7 @@ type Project struct {
 	Files      []string              `toml:"-" json:"files"` // the files merged, in order
 	Images     map[string]*Image     `toml:"images,omitempty" json:"images,omitempty"`
 	Containers map[string]*Container `toml:"containers,omitempty" json:"containers,omitempty"`
+	Network    *Network              `toml:"network,omitempty" json:"network,omitempty"`
 
 	// Profiles are the profiles this project was loaded with.
 	Profiles []string `toml:"-" json:"profiles,omitempty"`
@@ -107,6 +108,16 @@ type Container struct {
 
 	// Active is false for a container whose profiles were not asked for.
 	Active bool `toml:"-" json:"active"`
+}
+
+// Network configures the project's private network.
+type Network struct {
+	// Outbound is how containers reach beyond the machine: "auto" (pasta
+	// if installed, else slirp4netns), "pasta", "slirp4netns" or "none".
+	Outbound string `toml:"outbound,omitempty" json:"outbound,omitempty"`
+	// HostLoopback lets containers reach services on the host's loopback
+	// at the name host.nook.internal.
+	HostLoopback bool `toml:"host_loopback,omitempty" json:"host_loopback,omitempty"`
 }
 
 // Healthcheck is a command nook runs inside the container to decide whether

@@ -68,6 +68,10 @@ func (rt *Runtime) Up(ctx context.Context, p *Project, o UpOptions) error {
 	if err != nil {
 		return err
 	}
+	pn, err := rt.upNetwork(p, services, o, existing)
+	if err != nil {
+		return err
+	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(string, string) {}
@@ -76,7 +80,7 @@ func (rt *Runtime) Up(ctx context.Context, p *Project, o UpOptions) error {
 		if err := rt.waitForDeps(ctx, p, svc); err != nil {
 			return err
 		}
-		if err := rt.upService(p, svc, o, existing, progress); err != nil {
+		if err := rt.upService(p, svc, o, existing, pn, progress); err != nil {
 			return err
 		}
 	}
@@ -174,7 +178,7 @@ func displayName(c *rootless.Container) string {
 }
 
 // upService brings one service's replicas to their wanted state.
-func (rt *Runtime) upService(p *Project, svc string, o UpOptions, existing []*rootless.Container, progress func(string, string)) error {
+func (rt *Runtime) upService(p *Project, svc string, o UpOptions, existing []*rootless.Container, pn *projectNet, progress func(string, string)) error {
 	ctr := p.Containers[svc]
 	digest, err := rt.serviceImage(p, ctr)
 	if err != nil {
@@ -182,7 +186,11 @@ func (rt *Runtime) upService(p *Project, svc string, o UpOptions, existing []*ro
 	}
 	for n := 1; n <= replicas(ctr, svc, o.Scale); n++ {
 		name := ContainerName(p.Name, svc, n)
-		hash := configHash(ctr, digest, n)
+		var network string
+		if onProjectNetwork(ctr) {
+			network = pn.info.Generation // a new network needs new containers
+		}
+		hash := configHash(ctr, digest, n, network)
 		shown := replicaName(svc, n)
 		var c *rootless.Container
 		if i := slices.IndexFunc(existing, func(c *rootless.Container) bool { return c.Name == name }); i >= 0 {
@@ -202,7 +210,7 @@ func (rt *Runtime) upService(p *Project, svc string, o UpOptions, existing []*ro
 			c = nil
 		}
 		if c == nil {
-			if c, err = rt.createService(p, svc, ctr, digest, n, hash); err != nil {
+			if c, err = rt.createService(p, svc, ctr, digest, n, hash, pn); err != nil {
 				return fmt.Errorf("create %s: %w", shown, err)
 			}
 			progress(shown, "Created")
@@ -230,17 +238,18 @@ func (rt *Runtime) serviceImage(p *Project, ctr *Container) (v1.Hash, error) {
 
 // configHash identifies what a container was made from: if it changes, the
 // container is recreated.
-func configHash(ctr *Container, image v1.Hash, replica int) string {
+func configHash(ctr *Container, image v1.Hash, replica int, network string) string {
 	data, _ := json.Marshal(struct {
 		C       *Container
 		Image   string
 		Replica int
-	}{ctr, image.String(), replica})
+		Network string `json:",omitempty"`
+	}{ctr, image.String(), replica, network})
 	return fmt.Sprintf("%x", sha256.Sum256(data))[:16]
 }
 
 // createService creates replica n of a service.
-func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v1.Hash, n int, hash string) (*rootless.Container, error) {
+func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v1.Hash, n int, hash string, pn *projectNet) (*rootless.Container, error) {
 	o := ContainerOptions{
 		Image:      image.String(),
 		Name:       ContainerName(p.Name, svc, n),
@@ -248,7 +257,6 @@ func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v
 		Workdir:    ctr.Workdir,
 		User:       ctr.User,
 		Hostname:   firstNonEmpty(ctr.Hostname, replicaName(svc, n)),
-		Network:    "host", // the project network comes with networking
 		Restart:    rootless.RestartPolicy{Policy: ctr.Restart.Policy, MaxRetries: ctr.Restart.MaxRetries},
 		StopSignal: string(ctr.StopSignal), StopTimeout: time.Duration(ctr.StopTimeout),
 		KeepID: ctr.KeepID,
@@ -256,12 +264,16 @@ func (rt *Runtime) createService(p *Project, svc string, ctr *Container, image v
 			LabelProject: p.Name, LabelService: svc, LabelReplica: strconv.Itoa(n), LabelConfig: hash,
 		},
 	}
-	if ctr.Network == "none" {
-		o.Network = "none"
-	} else {
-		// Until projects get a network of their own, their containers
-		// share the host's, and reach each other by name on loopback.
-		o.Hosts = p.serviceHosts("127.0.0.1")
+	switch {
+	case ctr.Network == "none":
+		o.Network = rootless.NetworkNone
+	case onProjectNetwork(ctr):
+		o.Network, o.Supervisor = rootless.NetworkPrivate, pn.socket
+		o.Ports, o.Hosts, o.DNS = pn.ports[o.Name], pn.hosts, pn.info.DNS
+	default:
+		// The host's network (keep_id services too): names resolve to
+		// loopback, where the project's other host services listen.
+		o.Network, o.Hosts = rootless.NetworkHost, p.serviceHosts("127.0.0.1")
 	}
 	if ctr.Entrypoint != nil {
 		o.Entrypoint = ctr.Entrypoint

@@ -55,7 +55,9 @@ type Config struct {
 	// KeepID maps the user's own uid and gid to the same numbers inside,
 	// so files written to bind mounts are the user's (see KeepIDMapping).
 	KeepID bool `json:"keep_id,omitempty"`
-	Spec   Spec `json:"spec"`
+	// Network connects a container whose Spec.Network is NetworkPrivate.
+	Network *NetworkConfig `json:"network,omitempty"`
+	Spec    Spec           `json:"spec"`
 }
 
 // RestartPolicy is when a container is started again after it exits.
@@ -290,6 +292,11 @@ func (cs *Containers) Remove(c *Container) error {
 	// The name goes first: a container without a name is invisible, one
 	// with a name and no folder would block the name.
 	os.Remove(filepath.Join(cs.Root, "names", c.Name))
+	if c.Network != nil && c.Network.Supervisor != "" {
+		// Its ports and address go with it; a supervisor that is gone
+		// released them already.
+		NetCall(c.Network.Supervisor, NetRequest{Op: "release", Name: c.Name})
+	}
 	// Marking the record gone first means a kill -9 halfway leaves a
 	// folder List skips, not a half-removed container.
 	os.Remove(filepath.Join(c.Dir, "config.json"))

@@ -1,6 +1,7 @@
 package rootless
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +53,15 @@ func initMain() int {
 	if err := unix.CloseRange(initSpecFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(exitSetup, fmt.Errorf("close inherited files: %w", err))
 	}
+	// The spec is one JSON line; with a private network, a second line
+	// says the monitor has attached it.
+	specIn := bufio.NewReader(os.NewFile(initSpecFD, "spec"))
 	var spec Spec
-	if err := json.NewDecoder(os.NewFile(initSpecFD, "spec")).Decode(&spec); err != nil {
+	line, err := specIn.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &spec)
+	}
+	if err != nil {
 		return fail(exitSetup, fmt.Errorf("read spec: %w", err))
 	}
 	// Forward signals from the start: one sent while we set up must not be
@@ -87,6 +95,11 @@ func initMain() int {
 	cmd, err := mainCommand(&spec.Process)
 	if err != nil {
 		return fail(exitCodeFor(err), err)
+	}
+	if spec.Network == NetworkPrivate {
+		if line, _ := specIn.ReadString('\n'); line != "attached\n" {
+			return fail(exitSetup, errors.New("the network was not attached"))
+		}
 	}
 	// Servers want more open files than the usual soft limit of 1024:
 	// raise it to the hard limit, as podman does. (Go restores the soft

@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +35,16 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		return 0, fmt.Errorf("start %s: it is already running", c.Name)
 	}
 	os.Remove(filepath.Join(c.Dir, stopFlag))
+	if c.Network != nil && c.Network.Supervisor != "" {
+		if err := cs.startSupervised(c, opts); err != nil {
+			code := exitSetup
+			if ie, ok := err.(*InitError); ok {
+				code = ie.Code
+			}
+			return code, err
+		}
+		return 0, nil
+	}
 	if opts.Attach && os.Geteuid() == 0 && !IsHostRoot() && !c.KeepID {
 		// Already uid 0 in nook's namespace (the CLI re-executed itself
 		// there): this process is the monitor, one process start saved.
@@ -81,16 +89,30 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		return 0, fmt.Errorf("start %s: %w", c.Name, err)
 	}
 	line, _ := bufio.NewReader(reportR).ReadString('\n')
-	line = strings.TrimSpace(line)
-	if line == "ok" {
-		return 0, nil
+	if err := ParseReport(line, c.Name); err != nil {
+		return err.(*InitError).Code, err
 	}
-	code, msg, ok := strings.Cut(line, " ")
-	n, err := strconv.Atoi(code)
-	if !ok || err != nil {
-		return exitSetup, &InitError{Code: exitSetup, Msg: fmt.Sprintf("start %s: its monitor died before the container started", c.Name)}
+	return 0, nil
+}
+
+// startSupervised has a project network's supervisor start the container,
+// so that its monitor runs in the supervisor's user namespace, where the
+// supervisor can attach it.
+func (cs *Containers) startSupervised(c *Container, opts StartOptions) error {
+	if opts.Attach {
+		return fmt.Errorf("start %s attached: it is on a project network, whose supervisor runs it; start it detached and follow it with nook logs -f", c.Name)
 	}
-	return n, &InitError{Code: n, Msg: msg}
+	_, err := NetCall(c.Network.Supervisor, NetRequest{Op: "start", Root: cs.Root, ID: c.ID})
+	var ne *NetError
+	switch {
+	case errors.As(err, &ne):
+		return &InitError{Code: max(ne.Code, 1), Msg: ne.Msg, hint: ne.hint}
+	case errors.Is(err, ErrNoSupervisor):
+		return &InitError{Code: exitSetup, Msg: fmt.Sprintf("start %s: its project's network is not running", c.Name), hint: "run nook up in the project, which starts it"}
+	case err != nil:
+		return &InitError{Code: exitSetup, Msg: fmt.Sprintf("start %s: %v", c.Name, err)}
+	}
+	return nil
 }
 
 // Signal sends sig to a running container's init, which passes it on to

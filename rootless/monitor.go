@@ -2,6 +2,7 @@ package rootless
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +46,7 @@ func monitorMain() int {
 	}
 	c, err := cs.load(os.Args[2])
 	if err != nil {
-		report(fmt.Sprintf("%d %v", exitSetup, err))
+		report(startReport(exitSetup, err))
 		return exitSetup
 	}
 	return c.monitor(cs, attached, withStdin, report)
@@ -66,6 +67,14 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 	}
 	defer logFile.Close()
 	m := &monitor{c: c, log: &logSink{f: logFile}, attached: attached, withStdin: withStdin, sigs: sigs}
+	if c.Spec.Network == NetworkPrivate {
+		attach, release, err := c.connector()
+		if err != nil {
+			return c.failed(exitSetup, err, report)
+		}
+		defer release()
+		m.attach = attach
+	}
 	backoff := restartBackoffMin
 	for {
 		started := time.Now()
@@ -112,7 +121,8 @@ type monitor struct {
 	log                 *logSink
 	attached, withStdin bool
 	sigs                chan os.Signal
-	mu                  sync.Mutex // guards c.State against the healthcheck
+	attach              func(pid int) error // connects a private network; nil otherwise
+	mu                  sync.Mutex          // guards c.State against the healthcheck
 }
 
 func (m *monitor) update(change func(*State)) {
@@ -146,16 +156,16 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	if m.withStdin && !c.Spec.Process.Terminal {
 		stdin = os.Stdin
 	}
-	ctr, err := StartInit(&c.Spec, stdin, outW, errW)
+	ctr, err := startInit(&c.Spec, stdin, outW, errW, m.attach)
 	outW.Close()
 	errW.Close()
 	if err != nil {
 		copies.Wait()
 		if ie, ok := err.(*InitError); ok {
-			report(fmt.Sprintf("%d %v", ie.Code, err))
+			report(startReport(ie.Code, err))
 			return ie.Code, err
 		}
-		report(fmt.Sprintf("%d %v", exitSetup, err))
+		report(startReport(exitSetup, err))
 		return exitSetup, err
 	}
 	if ctr.Console != nil {
@@ -212,6 +222,24 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	}
 	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = next, code, time.Now().UTC() })
 	return code, nil
+}
+
+// connector returns how to attach the container's private network at
+// each start, and what to release when the monitor is done: a project's
+// supervisor does the work, or a network of the container's own.
+func (c *Container) connector() (attach func(pid int) error, release func(), err error) {
+	if c.Network != nil && c.Network.Supervisor != "" {
+		sock := c.Network.Supervisor
+		return func(pid int) error {
+			_, err := NetCall(sock, NetRequest{Op: "attach", Name: c.Name, Pid: pid})
+			return err
+		}, func() {}, nil
+	}
+	n, err := newOwnNetwork(c, io.Discard)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n.Attach, func() { n.Close() }, nil
 }
 
 // shouldRestart applies the restart policy to an exit.
@@ -300,11 +328,15 @@ func (c *Container) failed(code int, err error, report func(string)) int {
 	now := time.Now().UTC()
 	c.State = State{Status: StatusExited, ExitCode: code, Error: err.Error(), StartedAt: now, FinishedAt: now}
 	c.SaveState()
-	report(fmt.Sprintf("%d %v", code, err))
+	report(startReport(code, err))
 	if c.Remove {
 		(&Containers{Root: filepath.Dir(c.Dir)}).Remove(c)
 	}
 	fmt.Fprintf(os.Stderr, "nook: error: start %s: %v\n", c.Name, err)
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		fmt.Fprintf(os.Stderr, "hint: %s\n", h.Hint())
+	}
 	return code
 }
 

@@ -113,9 +113,40 @@ type RunningInit struct {
 type InitError struct {
 	Code int
 	Msg  string
+	hint string
 }
 
 func (e *InitError) Error() string { return e.Msg }
+
+// Hint is the fix for the error, when there is one.
+func (e *InitError) Hint() string { return e.hint }
+
+// report is how a monitor tells its starter how the start went, in one
+// line: "ok", or "CODE MESSAGE" with an optional tab and hint.
+func startReport(code int, err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		msg += "\t" + h.Hint()
+	}
+	return strconv.Itoa(code) + " " + msg
+}
+
+// ParseReport reads a monitor's start report: nil for "ok", else an
+// *InitError. name is the container's, for a report that never came.
+func ParseReport(line, name string) error {
+	line = strings.TrimSpace(line)
+	if line == "ok" {
+		return nil
+	}
+	code, msg, ok := strings.Cut(line, " ")
+	n, err := strconv.Atoi(code)
+	if !ok || err != nil {
+		return &InitError{Code: exitSetup, Msg: fmt.Sprintf("start %s: its monitor died before the container started", name)}
+	}
+	msg, hint, _ := strings.Cut(msg, "\t")
+	return &InitError{Code: n, Msg: msg, hint: hint}
+}
 
 // StartInit starts a container's init for spec in new mount, pid, uts and
 // ipc namespaces (and a network namespace unless spec.Network is "host").
@@ -123,6 +154,16 @@ func (e *InitError) Error() string { return e.Msg }
 // returns once the main process runs, or with an *InitError saying why it
 // could not. The init gets SIGKILL if the calling process dies.
 func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningInit, error) {
+	return startInit(spec, stdin, stdout, stderr, nil)
+}
+
+// startInit is StartInit for a spec with a private network: attach
+// connects init's network namespace while init sets up the rootfs, and the
+// command starts only after it returned nil.
+func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach func(pid int) error) (*RunningInit, error) {
+	if spec.Network == NetworkPrivate && attach == nil {
+		return nil, errors.New("start container init: a private network needs the monitor to attach it")
+	}
 	self, err := sealedSelf()
 	if err != nil {
 		return nil, err
@@ -180,6 +221,20 @@ func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningI
 	}
 	in.Pid = cmd.Process.Pid
 	err = json.NewEncoder(specW).Encode(spec)
+	if err == nil && spec.Network == NetworkPrivate {
+		if aerr := attach(in.Pid); aerr != nil {
+			specW.Close()
+			in.cmd.Process.Kill()
+			in.Wait()
+			var h interface{ Hint() string }
+			ie := &InitError{Code: exitSetup, Msg: "connect the container's network: " + aerr.Error()}
+			if errors.As(aerr, &h) {
+				ie.hint = h.Hint()
+			}
+			return nil, ie
+		}
+		_, err = io.WriteString(specW, "attached\n")
+	}
 	specW.Close()
 	line, _ := bufio.NewReader(statusR).ReadString('\n')
 	line = strings.TrimSpace(line)

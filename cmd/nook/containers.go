@@ -26,7 +26,7 @@ func openRuntime() (*project.Runtime, error) {
 // createFlags are the flags create and run share.
 type createFlags struct {
 	name, workdir, user, hostname, network, entrypoint, userns string
-	env, volumes                                               []string
+	env, volumes, publish                                      []string
 	rm, interactive, tty                                       bool
 	entrypointSet                                              bool
 }
@@ -39,7 +39,8 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount `HOST:CONTAINER[:ro]` or a named volume")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname inside (default: the container's name)")
-	fs.StringVar(&f.network, "network", "host", "network: host or none")
+	fs.StringVar(&f.network, "network", "private", "network: private (its own, with outbound access), host or none")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port on the host: `[[IP:]HOST:]CONTAINER[/udp]` (IP defaults to 127.0.0.1)")
 	fs.StringVar(&f.userns, "userns", "", "keep-id: your own uid and gid inside, so files in bind mounts stay yours")
 	fs.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open")
@@ -71,9 +72,28 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 		return o, fmt.Errorf("--userns %q: want keep-id", f.userns)
 	}
 	switch f.network {
+	case "private", "bridge":
+		o.Network = rootless.NetworkPrivate
 	case "host", "none":
+		if len(f.publish) > 0 {
+			return o, fmt.Errorf("-p: a container on the %s network publishes no ports; drop -p or --network %s", f.network, f.network)
+		}
 	default:
-		return o, fmt.Errorf("--network %q: want host or none", f.network)
+		return o, fmt.Errorf("--network %q: want private, host or none", f.network)
+	}
+	for _, s := range f.publish {
+		p, err := project.ParsePort(s)
+		if err != nil {
+			return o, fmt.Errorf("-p: %w", err)
+		}
+		if p.HostIP == "" {
+			p.HostIP = "127.0.0.1"
+		}
+		ports, err := project.PublishedPorts([]project.Port{p}, nil)
+		if err != nil {
+			return o, fmt.Errorf("-p %s: %w", s, err)
+		}
+		o.Ports = append(o.Ports, ports...)
 	}
 	o.Env = envFlags(f.env)
 	wd, _ := os.Getwd()
@@ -165,7 +185,7 @@ func startContainer(g *globals, rt *project.Runtime, c *rootless.Container, atta
 		if attach {
 			return exitCode(ie.Code) // the monitor printed why
 		}
-		return &statusError{code: ie.Code, err: fmt.Errorf("start %s: %s", c.Name, ie.Msg)}
+		return &statusError{code: ie.Code, err: fmt.Errorf("start %s: %w", c.Name, ie)}
 	}
 	if err != nil {
 		return err

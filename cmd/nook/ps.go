@@ -58,7 +58,7 @@ func newPsCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tIMAGE\tSERVICE\tCREATED\tSTATUS\tPORTS\tEDIT TO READY")
 				for _, c := range shown {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t\t%s\n", c.Name, c.Image, displayName(c), humanDuration(time.Since(c.Created)), status(c), readyColumn(ready[serviceOf(c)]))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\n", c.Name, c.Image, displayName(c), humanDuration(time.Since(c.Created)), status(c), portsColumn(c), readyColumn(ready[serviceOf(c)]))
 				}
 				return tw.Flush()
 			default:
@@ -69,7 +69,7 @@ func newPsCmd(g *globals) *cobra.Command {
 					if len(command) > 20 {
 						command = command[:19] + "…"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t\t%s\n", c.ID[:12], c.Image, command, humanDuration(time.Since(c.Created)), status(c), c.Name)
+					fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\t%s\n", c.ID[:12], c.Image, command, humanDuration(time.Since(c.Created)), status(c), portsColumn(c), c.Name)
 				}
 				return tw.Flush()
 			}

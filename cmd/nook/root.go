@@ -130,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		newPsCmd(g),
 		newInspectCmd(g),
 		newLogsCmd(g),
+		newPortCmd(g),
 		newExecCmd(g),
 		inUserns(newCommitCmd(g)),
 		inUserns(newWatchCmd(g)),

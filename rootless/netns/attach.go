@@ -28,8 +28,9 @@ const containerIf = "eth0"
 // started with CLONE_NEWNET) on the bridge under name: a veth pair whose
 // far end becomes eth0 there, with the next free address of the subnet,
 // the MTU, lo up and a default route via the bridge. It returns the
-// address (the one Publish reserved, if it named the container first). A
-// name may be attached once until Detach; errors leave nothing behind.
+// address: the one Reserve or Publish gave the name, if they came first.
+// Attaching a name again (its container restarted) replaces the earlier
+// pair and keeps the address. Errors leave nothing behind.
 func (n *Network) Attach(pid int, name string) (netip.Addr, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -39,9 +40,14 @@ func (n *Network) Attach(pid int, name string) (netip.Addr, error) {
 	var ip netip.Addr
 	if e, ok := n.endpoints[name]; ok {
 		if e.veth != "" {
-			return netip.Addr{}, fmt.Errorf("attach %q: name already attached", name)
+			// Usually gone already, with the namespace of the container
+			// that ended.
+			if err := n.unplumb(e.veth); err != nil {
+				return netip.Addr{}, fmt.Errorf("attach %q: %w", name, err)
+			}
+			e.veth = ""
 		}
-		ip = e.ip // reserved by Publish
+		ip = e.ip
 	} else {
 		var err error
 		if ip, err = n.freeIP(); err != nil {
@@ -72,9 +78,10 @@ func (n *Network) plumb(pid int, ip netip.Addr, veth string) error {
 			return fmt.Errorf("find bridge: %w", err)
 		}
 		link := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: veth, MTU: n.opts.MTU, MasterIndex: br.Attrs().Index},
-			PeerName:      containerIf,
-			PeerNamespace: netlink.NsFd(int(ctr)),
+			LinkAttrs:        netlink.LinkAttrs{Name: veth, MTU: n.opts.MTU, MasterIndex: br.Attrs().Index},
+			PeerName:         containerIf,
+			PeerNamespace:    netlink.NsFd(int(ctr)),
+			PeerHardwareAddr: macOf(ip),
 		}
 		if err := hub.LinkAdd(link); err != nil {
 			return fmt.Errorf("add veth %s: %w", veth, err)
@@ -95,6 +102,15 @@ func (n *Network) plumb(pid int, ip netip.Addr, veth string) error {
 		n.unplumb(veth) // deleting one end deletes the pair
 	}
 	return err
+}
+
+// macOf is the MAC address of the container with address ip: derived from
+// it, as Docker does, so that a container restarted at the same address
+// has the same MAC, and its peers' ARP caches stay right (with a random
+// one, they would send to the old MAC until their entries expire).
+func macOf(ip netip.Addr) net.HardwareAddr {
+	a := ip.As4()
+	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
 }
 
 // configureContainer sets up lo and eth0 in the container's namespace.
@@ -123,6 +139,33 @@ func configureContainer(h *netlink.Handle, addr netip.Prefix, gw netip.Addr, mtu
 	if err := h.RouteAdd(route); err != nil {
 		return fmt.Errorf("add default route via %s: %w", gw, err)
 	}
+	return nil
+}
+
+// Reserve gives name its address now, before it attaches, so that every
+// container's /etc/hosts can list every other one.
+func (n *Network) Reserve(name string) (netip.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return netip.Addr{}, fmt.Errorf("reserve %q: %w", name, ErrClosed)
+	}
+	return n.addrOf(name)
+}
+
+// Unplug removes name's veth pair and keeps its address for the next
+// Attach of the name.
+func (n *Network) Unplug(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.endpoints[name]
+	if !ok || n.closed || e.veth == "" {
+		return nil
+	}
+	if err := n.unplumb(e.veth); err != nil {
+		return fmt.Errorf("unplug %q: %w", name, err)
+	}
+	e.veth = ""
 	return nil
 }
 

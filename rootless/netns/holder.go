@@ -22,12 +22,6 @@ import (
 // holds a hub namespace.
 const holderEntry = "nook.netns-holder"
 
-// envSelf names the entry point that rootless.Init runs without the user
-// namespace bootstrap (the variable rootless/reexec.go reads; it has no
-// exported constructor yet). The holder is started from inside nook's
-// user namespace and must stay there, not create another.
-const envSelf = "_NOOK_SELF"
-
 func init() { rootless.Register(holderEntry, holderMain) }
 
 // holderConfig is what the supervisor tells the holder, as JSON in argv[2].
@@ -59,7 +53,7 @@ func startHolder(cfg holderConfig) (*holder, error) {
 	cmd := &exec.Cmd{
 		Path:   "/proc/self/exe",
 		Args:   []string{"nook-netns", "setup", string(arg)},
-		Env:    []string{envSelf + "=" + holderEntry},
+		Env:    []string{rootless.SelfEnv(holderEntry)},
 		Stderr: os.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: unix.CLONE_NEWNET,
@@ -202,6 +196,6 @@ func dropCapsAndHold() error {
 			return fmt.Errorf("drop capability %d: %w", c, err)
 		}
 	}
-	err := unix.Exec("/proc/self/exe", []string{"nook-netns", "hold"}, []string{envSelf + "=" + holderEntry})
+	err := unix.Exec("/proc/self/exe", []string{"nook-netns", "hold"}, []string{rootless.SelfEnv(holderEntry)})
 	return fmt.Errorf("re-exec holder: %w", err)
 }

@@ -112,7 +112,7 @@ func startAgent(name string) (*agent, error) {
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{"agent", name},
-		Env:         []string{envSelf + "=" + entryAgent},
+		Env:         []string{rootless.SelfEnv(entryAgent)},
 		Stderr:      os.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL},
 	}

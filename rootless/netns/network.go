@@ -114,7 +114,7 @@ func Create(opts Options) (n *Network, err error) {
 	}
 	cfg := holderConfig{Bridge: opts.Bridge, Addr: netip.PrefixFrom(n.gateway, n.subnet.Bits()), MTU: opts.MTU}
 	if outbound != OutboundNone {
-		if cfg.NFT, err = exec.LookPath("nft"); err != nil {
+		if cfg.NFT, err = LookSbin("nft"); err != nil {
 			return n, fmt.Errorf("create network: masquerade needs nft(8) (apt-get install nftables): %w", err)
 		}
 	}
@@ -168,6 +168,15 @@ func (n *Network) HostLoopback() (addr netip.Addr, ok bool) {
 	return n.uplink.hostLoopback, n.uplink.hostLoopback.IsValid()
 }
 
+// DNS is the nameserver for containers' /etc/resolv.conf: the uplink's
+// forwarder; ok is false without an uplink.
+func (n *Network) DNS() (addr netip.Addr, ok bool) {
+	if n.uplink == nil {
+		return netip.Addr{}, false
+	}
+	return n.uplink.dns(), true
+}
+
 // Hosts returns a copy of the attached containers' names and addresses,
 // for their /etc/hosts.
 func (n *Network) Hosts() map[string]netip.Addr {
@@ -217,6 +226,21 @@ func (n *Network) UplinkPid() int {
 		return 0
 	}
 	return n.uplink.cmd.Process.Pid
+}
+
+// LookSbin finds an administration tool such as nft(8): in $PATH, else
+// in /usr/sbin or /sbin, which Debian leaves out of ordinary users' $PATH.
+func LookSbin(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p, err2 := exec.LookPath(dir + "/" + name); err2 == nil {
+			return p, nil
+		}
+	}
+	return "", err
 }
 
 // freeSubnet returns the first 10.89.N.0/24 that overlaps none of the

@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// supervisor drives driverMain in nook's user namespace.
-type supervisor struct {
+// driver drives driverMain in nook's user namespace.
+type driver struct {
 	t   testing.TB
 	cmd *rootless.Cmd
 	in  io.WriteCloser
@@ -43,7 +43,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 
 // startSupervisor starts the driver and creates a network with outbound
 // ("auto", "pasta", "slirp4netns", "none") and hostLoopback.
-func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*supervisor, []string) {
+func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*driver, []string) {
 	t.Helper()
 	usernsOnce.Do(func() {
 		c := rootless.Command(entryDriver)
@@ -54,7 +54,7 @@ func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*supervi
 		unavailable(t, "cannot enter a user namespace: %v", usernsErr)
 	}
 	if outbound != "none" {
-		if _, err := exec.LookPath("nft"); err != nil {
+		if _, err := LookSbin("nft"); err != nil {
 			unavailable(t, "outbound needs nft(8): %v", err)
 		}
 		if outbound != "auto" {
@@ -84,7 +84,7 @@ func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*supervi
 	if err != nil {
 		t.Fatalf("start driver: %v", err)
 	}
-	s := &supervisor{t: t, cmd: c, in: w, out: bufio.NewReader(r)}
+	s := &driver{t: t, cmd: c, in: w, out: bufio.NewReader(r)}
 	t.Cleanup(func() {
 		w.Close()
 		r.Close()
@@ -99,7 +99,7 @@ func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*supervi
 }
 
 // do sends a command and returns the reply without "ok "/"err ".
-func (s *supervisor) do(args ...string) (string, error) {
+func (s *driver) do(args ...string) (string, error) {
 	s.t.Helper()
 	if _, err := fmt.Fprintln(s.in, strings.Join(args, " ")); err != nil {
 		s.t.Fatalf("%v: %v", args, err)
@@ -115,7 +115,7 @@ func (s *supervisor) do(args ...string) (string, error) {
 	return strings.TrimPrefix(strings.TrimPrefix(line, "ok"), " "), nil
 }
 
-func (s *supervisor) must(args ...string) []string {
+func (s *driver) must(args ...string) []string {
 	s.t.Helper()
 	out, err := s.do(args...)
 	if err != nil {
@@ -224,7 +224,7 @@ func TestPublishPortInUse(t *testing.T) {
 	s, _ := startSupervisor(t, "none", false)
 	// Before the container runs: nook up refuses before starting anything.
 	_, err = s.do("publish", "tcp", port, "web", "80")
-	if err == nil || !strings.Contains(err.Error(), "port "+port+"/tcp is already in use") {
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+port+"/tcp: port already in use") {
 		t.Errorf("publish taken port %s: %v, want an error naming it", port, err)
 	}
 }

@@ -175,7 +175,7 @@ func (n *Network) addrOf(name string) (netip.Addr, error) {
 func portError(spec PortSpec, err error) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return &PortError{Spec: spec, Err: fmt.Errorf("port %d/%s is already in use: %w", spec.HostPort, spec.Proto, ErrPortInUse)}
+		return &PortError{Spec: spec, Err: ErrPortInUse, hint: fmt.Sprintf("stop what uses it (ss -%slnp 'sport = :%d' shows it), or publish another host port", spec.Proto[:1], spec.HostPort)}
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
 		start := unprivilegedPortStart()
 		if start < 0 || spec.HostPort >= start {
@@ -183,12 +183,21 @@ func portError(spec PortSpec, err error) error {
 		}
 		return &PortError{
 			Spec: spec,
-			Err:  fmt.Errorf("port %d is below net.ipv4.ip_unprivileged_port_start (%d): %w", spec.HostPort, start, ErrPortPrivileged),
+			Err:  &explained{fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d)", spec.HostPort, start), ErrPortPrivileged},
 			hint: fmt.Sprintf("sudo sysctl -w net.ipv4.ip_unprivileged_port_start=%d (add it to /etc/sysctl.d to keep it), or publish a port >= %d", spec.HostPort, start),
 		}
 	}
 	return &PortError{Spec: spec, Err: err}
 }
+
+// explained is a sentinel error with a message of its own.
+type explained struct {
+	msg string
+	err error
+}
+
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.err }
 
 // unprivilegedPortStart reads the host's sysctl; -1 if unreadable.
 func unprivilegedPortStart() int {

@@ -19,12 +19,28 @@ import (
 // (unless --disable-host-loopback).
 var slirpHostLoopback = netip.MustParseAddr("10.0.2.2")
 
+// Where containers send DNS queries: slirp4netns answers at 10.0.2.3;
+// pasta forwards what is sent to its --dns-forward address to the host's
+// first resolver (podman uses the same link-local address).
+var (
+	slirpDNS = netip.MustParseAddr("10.0.2.3")
+	pastaDNS = netip.MustParseAddr("169.254.1.1")
+)
+
 // uplink is a running pasta or slirp4netns attached to the hub.
 type uplink struct {
 	kind         Outbound
 	cmd          *exec.Cmd
 	done         chan struct{}
 	hostLoopback netip.Addr // where the host's loopback answers, if mapped
+}
+
+// dns is where containers behind the uplink send DNS queries.
+func (u *uplink) dns() netip.Addr {
+	if u.kind == OutboundSlirp {
+		return slirpDNS
+	}
+	return pastaDNS
 }
 
 // pickOutbound resolves OutboundAuto to what is installed.
@@ -63,9 +79,14 @@ func startUplink(kind Outbound, nsPath string, opts Options) (*uplink, error) {
 		// second. --netns with a path joins the network namespace only.
 		args = []string{"pasta", "-f", "-q", "--config-net", "--netns", nsPath,
 			"-P", "/proc/self/fd/3", "-I", uplinkName, "--mtu", mtu, "-4",
-			"-t", "none", "-u", "none", "-T", "none", "-U", "none"}
+			"-t", "none", "-u", "none", "-T", "none", "-U", "none", "--dns-forward", pastaDNS.String()}
 		if !opts.HostLoopback {
 			args = append(args, "--no-map-gw")
+		}
+		if os.Geteuid() == 0 {
+			// Run by real root (a supervisor outside any user namespace),
+			// pasta would become nobody, who may not open the hub.
+			args = append(args, "--runas", "0:0")
 		}
 	case OutboundSlirp:
 		args = []string{"slirp4netns", "--configure", "--mtu=" + mtu, "--ready-fd=3",
