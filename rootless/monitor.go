@@ -68,10 +68,7 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 	defer logFile.Close()
 	m := &monitor{c: c, log: &logSink{f: logFile}, attached: attached, withStdin: withStdin, sigs: sigs}
 	if c.Spec.Network == NetworkPrivate {
-		attach, release, err := c.connector()
-		if err != nil {
-			return c.failed(exitSetup, err, report)
-		}
+		attach, release := c.connector()
 		defer release()
 		m.attach = attach
 	}
@@ -226,20 +223,42 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 
 // connector returns how to attach the container's private network at
 // each start, and what to release when the monitor is done: a project's
-// supervisor does the work, or a network of the container's own.
-func (c *Container) connector() (attach func(pid int) error, release func(), err error) {
+// supervisor does the work, or a network of the container's own. That one
+// is made while init sets up the rootfs; attach waits for it.
+func (c *Container) connector() (attach func(pid int) error, release func()) {
 	if c.Network != nil && c.Network.Supervisor != "" {
 		sock := c.Network.Supervisor
 		return func(pid int) error {
 			_, err := NetCall(sock, NetRequest{Op: "attach", Name: c.Name, Pid: pid})
 			return err
-		}, func() {}, nil
+		}, func() {}
 	}
-	n, err := newOwnNetwork(c, io.Discard)
-	if err != nil {
-		return nil, nil, err
+	type made struct {
+		n   OwnNetwork
+		err error
 	}
-	return n.Attach, func() { n.Close() }, nil
+	ready := make(chan made, 1)
+	go func() {
+		n, err := newOwnNetwork(c, io.Discard)
+		ready <- made{n, err}
+	}()
+	var once sync.Once
+	var own made
+	wait := func() made {
+		once.Do(func() { own = <-ready })
+		return own
+	}
+	return func(pid int) error {
+			if m := wait(); m.err != nil {
+				return m.err
+			} else {
+				return m.n.Attach(pid)
+			}
+		}, func() {
+			if m := wait(); m.err == nil {
+				m.n.Close()
+			}
+		}
 }
 
 // shouldRestart applies the restart policy to an exit.

@@ -226,6 +226,13 @@ func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach fun
 			specW.Close()
 			in.cmd.Process.Kill()
 			in.Wait()
+			// Init may have failed first (a command not found), taking its
+			// namespace with it: then its reason is the one to give.
+			if line, _ := bufio.NewReader(statusR).ReadString('\n'); line != "" {
+				if err := ParseReport(line, "container"); err != nil {
+					return nil, err
+				}
+			}
 			var h interface{ Hint() string }
 			ie := &InitError{Code: exitSetup, Msg: "connect the container's network: " + aerr.Error()}
 			if errors.As(aerr, &h) {

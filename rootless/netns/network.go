@@ -216,6 +216,25 @@ func (n *Network) Close() error {
 	return n.closeErr
 }
 
+// Release is Close for a process about to exit: it kills the uplink and
+// the holder and returns without waiting for them, or for the port
+// listeners, which close with the process. (Their exits are slow: the
+// kernel takes tens of milliseconds to unregister a tap or a veth.)
+func (n *Network) Release() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	if n.uplink != nil {
+		n.uplink.cmd.Process.Kill()
+	}
+	if n.holder != nil {
+		n.holder.stdin.Close()
+		n.holder.cmd.Process.Kill()
+	}
+}
+
 // Done is closed once the network is released: by Close, or because its
 // holder died.
 func (n *Network) Done() <-chan struct{} { return n.done }

@@ -362,7 +362,12 @@ func (o *own) Attach(pid int) error {
 	return err
 }
 
-func (o *own) Close() error { return o.n.Close() }
+// Close releases the network when the monitor is done, which is just
+// before it exits.
+func (o *own) Close() error {
+	o.n.Release()
+	return nil
+}
 
 // Resolver is the nameserver containers on a network with outbound o
 // use; ok is false when they have none.
