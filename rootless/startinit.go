@@ -223,8 +223,8 @@ func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach fun
 	err = json.NewEncoder(specW).Encode(spec)
 	if err == nil && spec.Network == NetworkPrivate {
 		if aerr := attach(in.Pid); aerr != nil {
+			in.cmd.Process.Kill() // first: init must not see EOF and report that instead
 			specW.Close()
-			in.cmd.Process.Kill()
 			in.Wait()
 			// Init may have failed first (a command not found), taking its
 			// namespace with it: then its reason is the one to give.

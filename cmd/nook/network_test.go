@@ -245,6 +245,13 @@ volumes = [%q]
 
 	p.must("up", "-d")
 	answers()
+
+	// Removing a container releases its ports.
+	p.must("rm", "-f", "a")
+	released("after rm -f a", nil)
+	p.must("up", "-d")
+	answers()
+
 	sup, children := p.supervisorOf()
 	if sup == 0 || len(children) == 0 {
 		t.Fatalf("found no network supervisor (pid %d) with children %v for the project", sup, children)
@@ -447,5 +454,40 @@ func TestRunPrivateNetworkByDefault(t *testing.T) {
 	}
 	if out, errOut, _ := c.run("run", "--rm", "--network", "host", "t/busybox", "nc", "-w", "2", strings.Split(addr, ":")[0], strings.Split(addr, ":")[1]); !strings.Contains(out, "host") {
 		t.Errorf("--network host: nc %s = %q (%s), want the host's listener", addr, out, errOut)
+	}
+}
+
+// TestShopOnItsNetwork: examples/shop as written, but for web's host
+// port: web reaches api by its service name on the project network, web's
+// published port answers from the host, and api's port, published
+// nowhere, is not on the host.
+func TestShopOnItsNetwork(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go is not on PATH: the shop's host steps compile with it")
+	}
+	dir := filepath.Join(t.TempDir(), "shop")
+	if out, err := exec.Command("cp", "-r", filepath.Join("..", "..", "examples", "shop"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy shop: %v\n%s", err, out)
+	}
+	os.RemoveAll(filepath.Join(dir, ".nook"))
+	hp := strconv.Itoa(hostPort(t, "tcp"))
+	toml, _ := os.ReadFile(filepath.Join(dir, "nook.toml"))
+	os.WriteFile(filepath.Join(dir, "nook.toml"), []byte(strings.Replace(string(toml), `"8080:8080"`, `"`+hp+`:8080"`, 1)), 0o644)
+	root := t.TempDir()
+	mustNook(t, root, dir, "up", "-d")
+	t.Cleanup(func() { nookIn(t, root, dir, "down") })
+
+	eventually(t, "web to pass /api/items on to api by name", func() (bool, string) {
+		body := get("http://127.0.0.1:" + hp + "/api/items")
+		return strings.Contains(body, "teapot"), body
+	})
+	if body := get("http://127.0.0.1:8081/api/items"); strings.Contains(body, "teapot") {
+		t.Errorf("api answered on the host's 127.0.0.1:8081, which the shop does not publish")
+	}
+	if out, _ := mustNook(t, root, dir, "port", "web"); out != "8080/tcp -> 127.0.0.1:"+hp+"\n" {
+		t.Errorf("nook port web = %q, want 8080/tcp -> 127.0.0.1:%s", out, hp)
+	}
+	if out, _ := mustNook(t, root, dir, "port", "api"); out != "" {
+		t.Errorf("nook port api = %q, want nothing", out)
 	}
 }
