@@ -161,7 +161,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 		return nil, err
 	}
 	dns := o.DNS
-	if a, ok := netns.Resolver(netns.OutboundAuto); ok && network == rootless.NetworkPrivate && o.Supervisor == "" {
+	if a, ok := netns.Resolver(netns.StandaloneOutbound()); ok && network == rootless.NetworkPrivate && o.Supervisor == "" {
 		dns = a.String() // the container's own network's uplink
 	}
 	if err := prepareContainer(c, o.Hostname, network, o.Hosts, dns); err != nil {

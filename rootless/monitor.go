@@ -206,6 +206,9 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 		go m.healthcheck(done)
 	}
 	code := ctr.Wait()
+	if c.Network != nil && c.Network.Supervisor != "" {
+		NetCall(c.Network.Supervisor, NetRequest{Op: "detached", Name: c.Name})
+	}
 	close(done)
 	copies.Wait()
 	// One write says both that it exited and whether it comes back, so no

@@ -96,9 +96,11 @@ func newOwnNetwork(c *Container, log io.Writer) (OwnNetwork, error) {
 // socket, answered by one NetReply line.
 type NetRequest struct {
 	// Op is "start" (start container ID of store Root: its monitor),
-	// "attach" (Name's init is Pid), "reserve" (give Names addresses),
-	// "publish" (Name's Ports, replacing what it had), "release" (Name's
-	// ports and address), "info", or "shutdown".
+	// "attach" (Name's init is Pid; its ports open), "detached" (Name's
+	// container exited; its ports close until it attaches again),
+	// "reserve" (give Names addresses), "publish" (open Name's Ports now,
+	// replacing what it had), "release" (Name is removed: its ports go),
+	// "info", or "shutdown".
 	Op    string          `json:"op"`
 	Root  string          `json:"root,omitempty"`
 	ID    string          `json:"id,omitempty"`

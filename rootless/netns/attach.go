@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by methods of a Network after Close (or after its
@@ -39,14 +40,9 @@ func (n *Network) Attach(pid int, name string) (netip.Addr, error) {
 	}
 	var ip netip.Addr
 	if e, ok := n.endpoints[name]; ok {
-		if e.veth != "" {
-			// Usually gone already, with the namespace of the container
-			// that ended.
-			if err := n.unplumb(e.veth); err != nil {
-				return netip.Addr{}, fmt.Errorf("attach %q: %w", name, err)
-			}
-			e.veth = ""
-		}
+		// An earlier pair went, or is going, with the namespace of the
+		// container that ended; plumb replaces one that lingers.
+		e.veth = ""
 		ip = e.ip
 	} else {
 		var err error
@@ -83,13 +79,28 @@ func (n *Network) plumb(pid int, ip netip.Addr, veth string) error {
 			PeerNamespace:    netlink.NsFd(int(ctr)),
 			PeerHardwareAddr: macOf(ip),
 		}
-		if err := hub.LinkAdd(link); err != nil {
+		err = hub.LinkAdd(link)
+		if errors.Is(err, unix.EEXIST) {
+			// The pair of an earlier container at this address, whose
+			// namespace the kernel has not finished tearing down.
+			if old, lerr := hub.LinkByName(veth); lerr == nil {
+				hub.LinkDel(old)
+			}
+			err = hub.LinkAdd(link)
+		}
+		if err != nil {
 			return fmt.Errorf("add veth %s: %w", veth, err)
 		}
 		if err := hub.LinkSetUp(link); err != nil {
 			hub.LinkDel(link)
 			return fmt.Errorf("bring up %s: %w", veth, err)
 		}
+		// Packets that came for the address while no container held it
+		// wait for its MAC (see Forget); knowing it now sends them on.
+		hub.NeighSet(&netlink.Neigh{
+			LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_REACHABLE,
+			IP: net.IP(ip.AsSlice()), HardwareAddr: macOf(ip),
+		})
 		return nil
 	})
 	if err != nil {
@@ -153,20 +164,28 @@ func (n *Network) Reserve(name string) (netip.Addr, error) {
 	return n.addrOf(name)
 }
 
-// Unplug removes name's veth pair and keeps its address for the next
-// Attach of the name.
-func (n *Network) Unplug(name string) error {
+// Forget records that name's container is gone, with its end of the veth
+// pair (the kernel removes the pair with the container's namespace). The
+// address stays the name's for its next Attach. The hub forgets the
+// address's MAC: a connection to it now waits for the address to be
+// resolved, which happens the moment the name attaches again, rather than
+// going nowhere and being retried by TCP a second later (a restart in
+// the dev loop takes a few tens of milliseconds).
+func (n *Network) Forget(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e, ok := n.endpoints[name]
-	if !ok || n.closed || e.veth == "" {
-		return nil
-	}
-	if err := n.unplumb(e.veth); err != nil {
-		return fmt.Errorf("unplug %q: %w", name, err)
+	if !ok || n.closed {
+		return
 	}
 	e.veth = ""
-	return nil
+	inNS(n.nsPath(), func(hub *netlink.Handle) error {
+		br, err := hub.LinkByName(n.opts.Bridge)
+		if err != nil {
+			return err
+		}
+		return hub.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4, IP: net.IP(e.ip.AsSlice())})
+	})
 }
 
 // Detach removes name's veth pair and frees its address. Detaching a name

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -189,7 +190,8 @@ type supervisor struct {
 	quitOnce sync.Once
 }
 
-// published is what one container has published.
+// published is what one container publishes: specs while it exists,
+// listening (releases not nil) while it is attached.
 type published struct {
 	specs    []rootless.PublishedPort
 	releases []func() error
@@ -232,16 +234,14 @@ func (s *supervisor) handle(req rootless.NetRequest, rep *rootless.NetReply) err
 		info := s.info
 		rep.Info = &info
 	case "start":
-		// Its ports first: they may have been released with an earlier
-		// container of its name, or with an earlier supervisor.
+		// The ports it is to publish once attached: they may have gone
+		// with an earlier container of its name, or an earlier supervisor.
 		c, err := (&rootless.Containers{Root: req.Root}).Get(req.ID)
 		if err != nil {
 			return err
 		}
 		if c.Network != nil {
-			if err := s.publish(c.Name, c.Network.Ports); err != nil {
-				return &startError{code: 125, err: fmt.Errorf("start %s: %w", c.Name, err)}
-			}
+			s.want(c.Name, c.Network.Ports)
 		}
 		return rootless.ParseReport(rootless.SpawnMonitor(req.Root, req.ID), c.Name)
 	case "attach":
@@ -249,7 +249,16 @@ func (s *supervisor) handle(req rootless.NetRequest, rep *rootless.NetReply) err
 		if err != nil {
 			return err
 		}
+		if err := s.open(req.Name); err != nil {
+			return err
+		}
 		rep.Addrs = map[string]string{req.Name: ip.String()}
+	case "detached":
+		// Its container exited: connections to its ports are refused at
+		// once, not left waiting on a SYN to an address nobody holds
+		// (TCP retries after a second) until it is attached again.
+		s.close(req.Name)
+		s.n.Forget(req.Name)
 	case "reserve":
 		rep.Addrs = map[string]string{}
 		for _, name := range req.Names {
@@ -260,12 +269,16 @@ func (s *supervisor) handle(req rootless.NetRequest, rep *rootless.NetReply) err
 			rep.Addrs[name] = ip.String()
 		}
 	case "publish":
-		return s.publish(req.Name, req.Ports)
+		s.want(req.Name, req.Ports)
+		return s.open(req.Name)
 	case "release":
-		// The address stays the name's: every /etc/hosts of the project
-		// lists it, and a container made again under the name takes it.
-		s.unpublish(req.Name)
-		return s.n.Unplug(req.Name)
+		// The container is gone, and its end of the pair with its
+		// namespace, which takes the pair with it (asynchronously: Attach
+		// copes). The address stays the name's: every /etc/hosts of the
+		// project lists it, and a container made again under the name
+		// takes it.
+		s.drop(req.Name)
+		s.n.Forget(req.Name)
 	case "shutdown":
 		// Released before the answer: a down that returned left no port
 		// open and no helper running.
@@ -287,43 +300,70 @@ type startError struct {
 func (e *startError) Error() string { return e.err.Error() }
 func (e *startError) Unwrap() error { return e.err }
 
-// publish makes name's published ports specs: unchanged ports stay, the
-// others are replaced. On error, name has none.
-func (s *supervisor) publish(name string, specs []rootless.PublishedPort) error {
+// want records the ports name publishes while attached; ports it had
+// that changed are closed.
+func (s *supervisor) want(name string, specs []rootless.PublishedPort) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.ports[name]; p != nil && slices.Equal(p.specs, specs) {
+	p := s.ports[name]
+	if p != nil && slices.Equal(p.specs, specs) {
+		return
+	}
+	if p != nil {
+		p.closeLocked()
+	}
+	s.ports[name] = &published{specs: specs}
+}
+
+// open listens on name's ports, unless it does already. On error, none of
+// them listens.
+func (s *supervisor) open(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.ports[name]
+	if p == nil || p.releases != nil {
 		return nil
 	}
-	s.unpublishLocked(name)
-	p := &published{specs: specs}
-	for _, sp := range specs {
+	releases := []func() error{}
+	for _, sp := range p.specs {
 		release, err := s.n.Publish(portSpec(name, sp))
 		if err != nil {
-			for _, r := range p.releases {
+			for _, r := range releases {
 				r()
 			}
 			return err
 		}
-		p.releases = append(p.releases, release)
+		releases = append(releases, release)
 	}
-	s.ports[name] = p
+	p.releases = releases
 	return nil
 }
 
-func (s *supervisor) unpublish(name string) {
+// close stops listening on name's ports; they open again at its next
+// attach.
+func (s *supervisor) close(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.unpublishLocked(name)
+	if p := s.ports[name]; p != nil {
+		p.closeLocked()
+	}
 }
 
-func (s *supervisor) unpublishLocked(name string) {
+// drop closes name's ports and forgets them.
+func (s *supervisor) drop(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if p := s.ports[name]; p != nil {
-		for _, r := range p.releases {
-			r()
-		}
+		p.closeLocked()
 		delete(s.ports, name)
 	}
+}
+
+func (p *published) closeLocked() {
+	for _, r := range p.releases {
+		r()
+	}
+	p.releases = nil
 }
 
 // portSpec translates rootless's description of a port to ours.
@@ -339,7 +379,7 @@ func portSpec(name string, p rootless.PublishedPort) PortSpec {
 // monitor holds it, with the container's published ports, while the
 // container runs.
 func ownNetwork(name string, cfg rootless.NetworkConfig, log io.Writer) (rootless.OwnNetwork, error) {
-	n, err := Create(Options{HostLoopback: cfg.HostLoopback, Log: log})
+	n, err := Create(Options{Outbound: StandaloneOutbound(), HostLoopback: cfg.HostLoopback, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +407,17 @@ func (o *own) Attach(pid int) error {
 func (o *own) Close() error {
 	o.n.Release()
 	return nil
+}
+
+// StandaloneOutbound is the uplink of a standalone container's network:
+// slirp4netns if installed, else pasta. Each such container has one of
+// its own, and slirp4netns keeps about 1 MB where pasta keeps 20 (its
+// packet buffers); a project's one network uses pasta, which moves more.
+func StandaloneOutbound() Outbound {
+	if _, err := exec.LookPath(string(OutboundSlirp)); err == nil {
+		return OutboundSlirp
+	}
+	return OutboundAuto
 }
 
 // Resolver is the nameserver containers on a network with outbound o
