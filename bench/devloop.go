@@ -54,8 +54,8 @@ func (b *bench) example(name, dir string, edits ...edit) error {
 }
 
 // loopbackOnly makes a copied Go service of the examples listen on
-// 127.0.0.1 only (they listen on ":PORT"; project containers share the
-// host's network).
+// 127.0.0.1 only (they listen on ":PORT"), for podman's copies, which
+// run on the host's network.
 func loopbackOnly(file string) edit {
 	return edit{file, "http.ListenAndServe(addr,", `http.ListenAndServe("127.0.0.1"+addr,`}
 }

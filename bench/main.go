@@ -30,6 +30,7 @@ type options struct {
 	work    string // measuring: the folder with binaries and fixtures
 	measure bool   // this is the measuring process
 	only    string // comma-separated row numbers to run (empty: all)
+	quick   bool   // -quick: also smaller loads where a row has one (row 8)
 }
 
 func main() {
@@ -44,7 +45,7 @@ func main() {
 	flag.BoolVar(&o.measure, "measure", false, "measure in -work, prepared already (internal)")
 	flag.Parse()
 	if *quick {
-		o.runs, o.warmups = 3, 1
+		o.runs, o.warmups, o.quick = 3, 1, true
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)

@@ -49,12 +49,12 @@ func (b *bench) devRestart(workload string) []result {
 		return fail("nook", err)
 	}
 	dir := filepath.Join(b.work, "devloop", "hello")
-	// The copy listens on port, on loopback, and its container gets no
-	// GREETING: examples/hello's nook.toml sets one, which hides every
+	// The copy listens on port (in its container, on the project
+	// network; published on the host's loopback), and its container gets
+	// no GREETING: examples/hello's nook.toml sets one, which hides every
 	// edit of main.go's default.
 	if err := b.example("hello", dir,
 		edit{"main.go", `envOr("PORT", "8080")`, fmt.Sprintf(`envOr("PORT", "%d")`, port)},
-		loopbackOnly("main.go"),
 		edit{"nook.toml", "8080", strconv.Itoa(port)}); err != nil {
 		return fail("nook", err)
 	}
@@ -330,7 +330,7 @@ func (b *bench) devSync(workload string) []result {
 }
 
 // shopCopy copies examples/shop to dir with its two ports moved where
-// taken (web 8080, api 8081) and its services on loopback only.
+// taken (web 8080, api 8081).
 func (b *bench) shopCopy(dir string) (web, api int, err error) {
 	if web, err = freePort(8080); err != nil {
 		return
@@ -340,8 +340,7 @@ func (b *bench) shopCopy(dir string) (web, api int, err error) {
 	}
 	err = b.example("shop", dir,
 		edit{"nook.toml", "8080", "{web}"}, edit{"nook.toml", "8081", "{api}"},
-		edit{"nook.toml", "{web}", strconv.Itoa(web)}, edit{"nook.toml", "{api}", strconv.Itoa(api)},
-		loopbackOnly("web/main.go"), loopbackOnly("api/main.go"))
+		edit{"nook.toml", "{web}", strconv.Itoa(web)}, edit{"nook.toml", "{api}", strconv.Itoa(api)})
 	return
 }
 

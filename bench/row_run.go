@@ -5,22 +5,38 @@ import (
 	"os"
 )
 
-// rowRun is row 1: start a container that runs true and remove it.
+// rowRun is row 1: start a container that runs true and remove it, twice:
+// with each tool's default network (nook's own private one, podman's
+// slirp4netns), and with none, as crun, bwrap and the floor start.
 func rowRun(b *bench) []result {
-	return b.interleave(1, "run --rm IMG true", runContenders(b))
+	res := b.interleave(1, "run --rm IMG true, default network", networkedRunContenders(b))
+	return append(res, b.interleave(1, "run --rm --network none IMG true", runContenders(b))...)
 }
 
-// runContenders are the tools able to start a container from the shared
-// rootfs, each in its plainest form: nook and podman from their stores,
-// crun from a ready bundle, bwrap with a bind mount, the floor with an
-// overlay.
-func runContenders(b *bench) []contender {
+// networkedRunContenders start a container on its tool's default network.
+func networkedRunContenders(b *bench) []contender {
 	cs := []contender{{tool: "nook", run: func() error {
 		return b.nookCmd("run", "--rm", "bench/busybox", "true")
 	}}}
 	if b.have("podman") {
 		cs = append(cs, contender{tool: "podman", run: func() error {
 			return b.podman("run", "--rm", podmanImage, "true")
+		}})
+	}
+	return cs
+}
+
+// runContenders are the tools able to start a container from the shared
+// rootfs, each in its plainest form and without a network: nook and
+// podman from their stores, crun from a ready bundle, bwrap with a bind
+// mount, the floor with an overlay.
+func runContenders(b *bench) []contender {
+	cs := []contender{{tool: "nook", run: func() error {
+		return b.nookCmd("run", "--rm", "--network", "none", "bench/busybox", "true")
+	}}}
+	if b.have("podman") {
+		cs = append(cs, contender{tool: "podman", run: func() error {
+			return b.podman("run", "--rm", "--network", "none", podmanImage, "true")
 		}})
 	}
 	if b.have("crun") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 )
 
@@ -10,7 +11,7 @@ type result struct {
 	workload string
 	tool     string
 	samples  []float64 // in unit, one per measured run
-	unit     string    // "ms" or "MB"
+	unit     string    // "ms", "MB" or "req/s"
 	mb       float64   // data each run moves, to print MB/s; 0 for none
 	note     string    // why there are no samples, or what to know about them
 }
@@ -27,6 +28,8 @@ type contender struct {
 	// count, and drops its warm-ups: against its own run time they are
 	// noise. 0 means o.runs after o.warmups.
 	limit int
+	// unit is what timed returns when it is not milliseconds ("req/s").
+	unit string
 }
 
 // A row of the table, with the function that measures it (nil: not yet).
@@ -42,6 +45,7 @@ var rows = []struct {
 	{5, "up/down 20 containers", rowUpDown},
 	{6, "memory per idle container", rowMemory},
 	{7, "layer creation", rowLayers},
+	{8, "HTTP requests per second through a published port", rowHTTP},
 }
 
 // interleave runs the contenders in turn (a, b, c, a, b, c, ...), so a
@@ -51,7 +55,7 @@ var rows = []struct {
 func (b *bench) interleave(row int, workload string, cs []contender) []result {
 	results := make([]result, len(cs))
 	for i, c := range cs {
-		results[i] = result{row: row, workload: workload, tool: c.tool, unit: "ms"}
+		results[i] = result{row: row, workload: workload, tool: c.tool, unit: cmp.Or(c.unit, "ms")}
 	}
 	failed := make([]bool, len(cs))
 	for round := range b.o.warmups + b.o.runs {
@@ -84,7 +88,8 @@ func (b *bench) interleave(row int, workload string, cs []contender) []result {
 	return results
 }
 
-// measure runs c once and returns how long it took in milliseconds.
+// measure runs c once and returns how long it took in milliseconds, or
+// what timed measured in c.unit.
 func (c contender) measure() (float64, error) {
 	if c.timed != nil {
 		return c.timed()

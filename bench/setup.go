@@ -86,8 +86,8 @@ func ownedDir(path string, mode os.FileMode, uid, gid int) error {
 // here. The host's mounts are untouched; all tools measure in the same
 // namespace.
 func measureAsUser(o options, table io.Writer) error {
-	inner := fmt.Sprintf("XDG_RUNTIME_DIR=%s exec %s -measure -work %s -n %d -warmup %d -rows %s",
-		runtimeDir, filepath.Join(rootWork, "bench"), rootWork, o.runs, o.warmups, shellQuote(o.only))
+	inner := fmt.Sprintf("XDG_RUNTIME_DIR=%s exec %s -measure -work %s -quick=%t -n %d -warmup %d -rows %s",
+		runtimeDir, filepath.Join(rootWork, "bench"), rootWork, o.quick, o.runs, o.warmups, shellQuote(o.only))
 	script := `mountpoint -q /sys/fs/cgroup/unified && umount -l /sys/fs/cgroup/unified
 exec su ` + benchUser + ` -s /bin/sh -c "$1"`
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", inner)
@@ -290,7 +290,14 @@ func runQuiet(name string, args ...string) error {
 	return nil
 }
 
+// lastLine returns the last line of a command's output, for its error;
+// cobra's closing "Run 'nook --help' for usage." is passed over for the
+// error above it.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+	last := lines[len(lines)-1]
+	if len(lines) > 1 && strings.HasPrefix(last, "Run '") && strings.HasSuffix(last, "for usage.") {
+		return lines[len(lines)-2]
+	}
+	return last
 }

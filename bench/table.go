@@ -20,7 +20,7 @@ func writeTable(w io.Writer, b *bench, results []result) error {
 		fmt.Fprintf(&s, "- %s\n", line)
 	}
 	fmt.Fprintf(&s, "- %d measured runs per tool after %d warm-ups, tools interleaved; "+
-		"nook/peer = nook's median / the peer's (below 1: nook is faster or smaller)\n\n", b.o.runs, b.o.warmups)
+		"nook/peer = nook's median / the peer's (below 1: nook is faster or smaller%s)\n\n", b.o.runs, b.o.warmups, rateNote(results))
 	s.WriteString("| # | workload | tool | median | min | max | nook/peer |\n")
 	s.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
@@ -55,6 +55,17 @@ func row(r result, nook float64) string {
 	return fmt.Sprintf("| %d | %s | %s | %s | %s | %s | %s |\n", r.row, r.workload, tool, cell(med), cell(lo), cell(hi), ratio)
 }
 
+// rateNote turns the ratio's reading around for rates, where more is
+// faster.
+func rateNote(results []result) string {
+	for _, r := range results {
+		if r.unit == "req/s" {
+			return "; for req/s, above 1: nook is faster"
+		}
+	}
+	return ""
+}
+
 func nookMedian(results []result, workload string) float64 {
 	for _, r := range results {
 		if r.workload == workload && r.tool == "nook" && len(r.samples) > 0 {
@@ -69,6 +80,8 @@ func formatValue(v float64, unit string, mb float64) string {
 	switch {
 	case unit == "MB":
 		return fmt.Sprintf("%.2f MB", v)
+	case unit == "req/s":
+		return fmt.Sprintf("%.0f req/s", v)
 	case mb > 0:
 		return fmt.Sprintf("%.0f ms (%.0f MB/s)", v, mb/(v/1000))
 	case v < 10:
