@@ -78,7 +78,26 @@ func measureAll(o options, w io.Writer) error {
 		}
 		results = append(results, r.fn(b)...)
 	}
-	return writeTable(w, b, results)
+	if err := writeTable(w, b, results); err != nil {
+		return err
+	}
+	return nookFailures(results)
+}
+
+// nookFailures is an error naming the rows where nook itself failed: the
+// bench then exits 1, which CI takes as a failure. A peer that fails (not
+// installed, or broken on this machine) only shows in the table.
+func nookFailures(results []result) error {
+	var failed []string
+	for _, r := range results {
+		if r.tool == "nook" && len(r.samples) == 0 && strings.HasPrefix(r.note, "failed") {
+			failed = append(failed, fmt.Sprintf("row %d (%s)", r.row, r.workload))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("nook failed in %s; see the table", strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 func (b *bench) selected(row int) bool {

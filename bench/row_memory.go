@@ -71,7 +71,7 @@ func (b *bench) nookMemory(workload string) []result {
 			return fail(err)
 		}
 		// The container's own network: the monitor's other children, the
-		// namespace holder and pasta (or slirp4netns).
+		// namespace holder and slirp4netns (or pasta).
 		var helpers float64
 		for _, pid := range childrenOf(c[0].State.MonitorPid) {
 			if pid != c[0].State.Pid {
@@ -89,7 +89,7 @@ func (b *bench) nookMemory(workload string) []result {
 	}
 	r.note = fmt.Sprintf("monitor %.2f + init %.2f; RSS %.2f", median(monitor), median(init), median(rss))
 	whole.note = "the same, with all of init's memfd copy of nook"
-	withNet.note = "the same, with its network's holder and pasta"
+	withNet.note = "the same, with its network's holder and uplink (slirp4netns, else pasta)"
 	return []result{r, whole, withNet}
 }
 
