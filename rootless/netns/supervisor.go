@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nook-dev/nook/rootless"
@@ -171,6 +172,10 @@ func supervisorMain() int {
 	case <-s.quit:
 	case <-sigs:
 	case <-n.Done():
+		if s.stopping.Load() {
+			<-s.quit // "shutdown" closed it; its answer is on its way
+			break
+		}
 		fmt.Fprintln(os.Stderr, "nook: network supervisor: the network namespace's holder died")
 		return 1
 	}
@@ -188,6 +193,7 @@ type supervisor struct {
 	ports    map[string]*published
 	quit     chan struct{}
 	quitOnce sync.Once
+	stopping atomic.Bool // a "shutdown" is releasing the network
 }
 
 // published is what one container publishes: specs while it exists,
@@ -282,6 +288,7 @@ func (s *supervisor) handle(req rootless.NetRequest, rep *rootless.NetReply) err
 	case "shutdown":
 		// Released before the answer: a down that returned left no port
 		// open and no helper running.
+		s.stopping.Store(true)
 		s.l.Close() // also removes the socket: the next Supervise starts anew
 		return s.n.Close()
 	default:
