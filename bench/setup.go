@@ -121,10 +121,12 @@ func asUser(o options, table io.Writer) error {
 }
 
 // buildBinaries puts nook, the floor and a copy of this program in dir,
-// and the tree's examples/ (rows 4 and 5 run them from copies).
+// and the tree's examples/ (rows 4 and 5 run them from copies). nook is
+// built as install.sh builds it: static and stripped.
 func buildBinaries(repo, dir string) error {
 	for _, b := range []struct{ out, pkg string }{{"nook", "./cmd/nook"}, {"floor", "./bench/floor"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir, cmd.Stdout, cmd.Stderr = repo, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", b.pkg, err)

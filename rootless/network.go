@@ -181,7 +181,9 @@ func SpawnMonitor(root, id string) string {
 	cmd := Self(entryMonitor, root, id, "detached")
 	cmd.ExtraFiles = []*os.File{reportW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	if err = InheritSealed(cmd); err == nil {
+		err = cmd.Start()
+	}
 	reportW.Close()
 	if err != nil {
 		return fmt.Sprintf("%d start monitor: %v", exitSetup, err)

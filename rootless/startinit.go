@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -22,14 +23,74 @@ import (
 // that opens /proc/1/exe for writing reaches only this copy, and the seals
 // refuse the write (CVE-2019-5736).
 //
-// The copy is made on every start, so its speed is the start's: sendfile
-// copies inside the kernel, a fifth to a third faster than read and write
-// through a buffer (BenchmarkSealedSelf; 6 ms of a 27 ms run as root). The pages sendfile moved through its pipe
+// Copying 10 MB costs about 6 ms, a sixth of a start, and the copy stays
+// in memory while a container runs from it. So a process makes one copy
+// and starts every container it starts from it (a monitor restarting its
+// container), and hands it down: a project's network supervisor passes
+// its copy to every monitor it starts (see InheritSealed), and all of the
+// project's containers run from one copy. Sharing is safe because the
+// seals make it immutable.
+func sealedSelf() (*os.File, error) {
+	sealed.once.Do(func() {
+		if f := inheritedSealed(); f != nil {
+			sealed.f = f
+			return
+		}
+		sealed.f, sealed.err = copySelf()
+	})
+	return sealed.f, sealed.err
+}
+
+var sealed struct {
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+// envSealed names the fd of a sealed copy a child inherits.
+const envSealed = "_NOOK_SEALED_FD"
+
+// InheritSealed makes cmd (a nook started with Self) inherit this
+// process's sealed copy of the binary, as its next extra file.
+func InheritSealed(cmd *exec.Cmd) error {
+	f, err := sealedSelf()
+	if err != nil {
+		return err
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	cmd.Env = append(cmd.Env, envSealed+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+	return nil
+}
+
+// inheritedSealed adopts the copy InheritSealed passed, if it is one: a
+// memfd sealed against every change. Otherwise it returns nil, and the
+// caller makes its own.
+func inheritedSealed() *os.File {
+	v, ok := os.LookupEnv(envSealed)
+	if !ok {
+		return nil
+	}
+	os.Unsetenv(envSealed)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	unix.CloseOnExec(fd)
+	want := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil || seals&want != want {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "nook-init")
+}
+
+// copySelf makes a sealed copy of /proc/self/exe. sendfile copies inside
+// the kernel, a fifth to a third faster than read and write through a
+// buffer (BenchmarkSealedSelf). The pages sendfile moved through its pipe
 // may still be referenced for a moment when the seals go on, and
 // F_ADD_SEALS then fails with EBUSY: try again a few times, then fall back
 // to plain reads and writes into a fresh memfd, which leave no such
 // references.
-func sealedSelf() (*os.File, error) {
+func copySelf() (*os.File, error) {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("seal nook binary: %w", err)
@@ -168,7 +229,6 @@ func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach fun
 	if err != nil {
 		return nil, err
 	}
-	defer self.Close()
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err

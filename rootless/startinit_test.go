@@ -56,7 +56,8 @@ func TestSealedSelfIsExactAndSealed(t *testing.T) {
 	}
 }
 
-// BenchmarkSealedSelf is the copy every container start pays.
+// BenchmarkSealedSelf is the copy a monitor (or a project supervisor, for
+// all its monitors) makes once.
 func BenchmarkSealedSelf(b *testing.B) {
 	for _, bc := range []struct {
 		name string
