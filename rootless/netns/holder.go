@@ -30,6 +30,8 @@ type holderConfig struct {
 	Addr   netip.Prefix // the bridge's address, the containers' gateway
 	MTU    int
 	NFT    string // path of nft(8) for the masquerade rule; "" = no NAT
+	// PortChild is what the port driver's child half needs (runPortChild).
+	PortChild map[string]string
 }
 
 // holder is the running holder process.
@@ -119,10 +121,23 @@ func (h *holder) kill() {
 // namespace, drops capabilities and re-executes itself as "hold", which
 // waits for EOF on stdin.
 func holderMain() int {
-	if len(os.Args) > 1 && os.Args[1] == "hold" {
+	if len(os.Args) == 3 && os.Args[1] == "hold" {
 		// Only now, without capabilities, may pasta open our namespace.
+		// Dialing containers needs none.
+		var opaque map[string]string
+		if err := json.Unmarshal([]byte(os.Args[2]), &opaque); err != nil {
+			fmt.Fprintf(os.Stdout, "err holder: bad port driver arguments: %v\n", err)
+			return 1
+		}
+		quit := make(chan struct{})
+		go func() {
+			if err := runPortChild(opaque, quit); err != nil {
+				fmt.Fprintf(os.Stderr, "nook: network holder: port driver: %v\n", err)
+			}
+		}()
 		fmt.Fprintln(os.Stdout, "ok")
 		io.Copy(io.Discard, os.Stdin)
+		close(quit)
 		return 0
 	}
 	if len(os.Args) != 3 || os.Args[1] != "setup" {
@@ -135,7 +150,7 @@ func holderMain() int {
 		err = setupHub(cfg)
 	}
 	if err == nil {
-		err = dropCapsAndHold()
+		err = dropCapsAndHold(cfg.PortChild)
 	}
 	fmt.Fprintf(os.Stdout, "err %v\n", err)
 	return 1
@@ -189,13 +204,17 @@ func setupHub(cfg holderConfig) error {
 // dropCapsAndHold empties the bounding set and re-executes the holder
 // as "hold": uid 0 then gets no capabilities from execve. The bounding
 // set is per thread, so the exec must happen on the thread that dropped.
-func dropCapsAndHold() error {
+func dropCapsAndHold(portChild map[string]string) error {
 	runtime.LockOSThread() // never unlocked: the process image is replaced
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("drop capability %d: %w", c, err)
 		}
 	}
-	err := unix.Exec("/proc/self/exe", []string{"nook-netns", "hold"}, []string{rootless.SelfEnv(holderEntry)})
+	arg, err := json.Marshal(portChild)
+	if err != nil {
+		return err
+	}
+	err = unix.Exec("/proc/self/exe", []string{"nook-netns", "hold", string(arg)}, []string{rootless.SelfEnv(holderEntry)})
 	return fmt.Errorf("re-exec holder: %w", err)
 }

@@ -118,6 +118,11 @@ func Create(opts Options) (n *Network, err error) {
 			return n, fmt.Errorf("create network: masquerade needs nft(8) (apt-get install nftables): %w", err)
 		}
 	}
+	var opaque map[string]string
+	if n.ports, opaque, err = newPorts(n.opts.StateDir, opts.Log); err != nil {
+		return n, fmt.Errorf("create network: %w", err)
+	}
+	cfg.PortChild = opaque
 	if n.holder, err = startHolder(cfg); err != nil {
 		return n, fmt.Errorf("create network: %w", err)
 	}
@@ -126,7 +131,7 @@ func Create(opts Options) (n *Network, err error) {
 			return n, fmt.Errorf("create network: %w", err)
 		}
 	}
-	if n.ports, err = startPorts(n.opts.StateDir, n.nsPath(), opts.Log); err != nil {
+	if err = n.ports.start(); err != nil {
 		return n, fmt.Errorf("create network: %w", err)
 	}
 	go n.watchHolder()

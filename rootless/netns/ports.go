@@ -14,6 +14,7 @@ import (
 
 	"github.com/rootless-containers/rootlesskit/v2/pkg/port"
 	"github.com/rootless-containers/rootlesskit/v2/pkg/port/builtin"
+	"github.com/rootless-containers/rootlesskit/v2/pkg/port/builtin/child"
 )
 
 // PortSpec publishes one host port to one container port.
@@ -59,34 +60,44 @@ func (e *PortError) Error() string {
 func (e *PortError) Unwrap() error { return e.Err }
 func (e *PortError) Hint() string  { return e.hint }
 
-// ports runs rootlesskit's builtin port driver in this process: the
-// parent half listens on the host, the child half dials the container
-// from inside the hub (through setns on a locked thread, rootlesskit's
-// "detached netns" mode), and hands the connected socket back.
+// ports runs rootlesskit's builtin port driver: the parent half in this
+// process listens on the host; the child half runs in the holder, inside
+// the hub, dials the container for each connection and hands the
+// connected socket back over a unix socket in the state folder. (The
+// child could run here too, entering the hub for each connection, but a
+// thread that enters the hub cannot come back, so every connection would
+// cost a thread: a third fewer requests a second.)
 type ports struct {
 	parent port.ParentDriver
 	quit   chan struct{}
-	errc   chan error // the two halves' results
+	errc   chan error
 }
 
-func startPorts(stateDir, nsPath string, log io.Writer) (*ports, error) {
+// newPorts prepares the parent half; the child half needs opaque.
+func newPorts(stateDir string, log io.Writer) (*ports, map[string]string, error) {
 	parent, err := builtin.NewParentDriver(log, stateDir)
 	if err != nil {
-		return nil, fmt.Errorf("start port driver: %w", err)
+		return nil, nil, fmt.Errorf("start port driver: %w", err)
 	}
-	p := &ports{parent: parent, quit: make(chan struct{}), errc: make(chan error, 2)}
-	child := builtin.NewChildDriver(log)
-	opaque := parent.OpaqueForChild()
-	go func() { p.errc <- child.RunChildDriver(opaque, p.quit, nsPath) }()
+	return &ports{parent: parent, quit: make(chan struct{}), errc: make(chan error, 1)}, parent.OpaqueForChild(), nil
+}
+
+// start runs the parent half and returns once the child half answered.
+func (p *ports) start() error {
 	initDone := make(chan struct{}, 1)
-	go func() { p.errc <- parent.RunParentDriver(initDone, p.quit, &port.ChildContext{}) }()
+	go func() { p.errc <- p.parent.RunParentDriver(initDone, p.quit, &port.ChildContext{}) }()
 	select {
 	case <-initDone:
-		return p, nil
+		return nil
 	case err := <-p.errc:
 		close(p.quit)
-		return nil, fmt.Errorf("start port driver: %w", err)
+		return fmt.Errorf("start port driver: %w", err)
 	}
+}
+
+// runPortChild runs the child half in the holder until quit.
+func runPortChild(opaque map[string]string, quit <-chan struct{}) error {
+	return child.NewDriver(io.Discard).RunChildDriver(opaque, quit, "")
 }
 
 // close removes every port and stops the driver.
