@@ -1,14 +1,17 @@
-// Package netns owns a project's private network: one network namespace
-// per running project (the hub), a bridge in it with one veth pair per
+// Package netns owns the private networks: one network namespace per
+// running project (the hub), a bridge in it with one veth pair per
 // container, outbound access through pasta or slirp4netns, and host ports
-// published into it with rootlesskit's builtin port driver.
+// published into it with rootlesskit's builtin port driver. A project's
+// network lives in its supervisor (supervisor.go), which also starts the
+// project's container monitors; a standalone container's network lives in
+// its own monitor (rootless.RegisterNetwork).
 //
-// It must not import project, layers or watch; it imports rootless only
-// for Register.
+// It must not import project, layers or watch; it implements the network
+// side of rootless's contracts (Register, RegisterNetwork, NetRequest).
 //
 // # Topology
 //
-//	host netns (supervisor: port listeners)      hub netns (held by the holder)
+//	host netns (supervisor: port listeners)      hub netns (holder: the port driver's dialer)
 //	127.0.0.1:8080 ──builtin port driver──►  nook0 10.89.0.1/24 ── vethN ══ eth0 10.89.0.2 (container "web")
 //	                                         │                  └─ vethM ══ eth0 10.89.0.3 (container "db")
 //	pasta / slirp4netns ◄── tap nook-wan ────┘ (masquerade from 10.89.0.0/24)
@@ -36,7 +39,9 @@
 // but still in the host's network namespace (that is where published
 // ports listen). The holder, a re-executed nook in a new network
 // namespace, sets up lo, the bridge, forwarding and NAT, then drops every
-// capability and waits; pasta (or slirp4netns) attaches to its namespace.
+// capability and runs the port driver's child half, which dials
+// containers from inside the hub; pasta (or slirp4netns) attaches to its
+// namespace.
 // The holder and pasta get SIGKILL when the supervisor dies, the port
 // listeners close with the supervisor, and the kernel frees the namespace
 // with its last process: a SIGKILL of the supervisor releases everything.
