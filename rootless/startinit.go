@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,22 +19,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sealedSelf returns a sealed in-memory copy of the running binary. The
-// container's init runs from it rather than from the nook file on disk,
+// sealedSelf returns the running binary in a form the container's init
+// can run from but no one can write, rather than the nook file on disk,
 // which the user (and so the container's root) can write: a container
-// that opens /proc/1/exe for writing reaches only this copy, and the seals
-// refuse the write (CVE-2019-5736).
+// that opens /proc/1/exe for writing must not reach nook (CVE-2019-5736).
 //
-// Copying 10 MB costs about 6 ms, a sixth of a start, and the copy stays
-// in memory while a container runs from it. So a process makes one copy
-// and starts every container it starts from it (a monitor restarting its
-// container), and hands it down: a project's network supervisor passes
-// its copy to every monitor it starts (see InheritSealed), and all of the
-// project's containers run from one copy. Sharing is safe because the
-// seals make it immutable.
+// The first choice is runc's since 1.2: the binary seen through a private
+// overlayfs mount with only lower layers, which refuses every write and
+// cannot be made writable (overlaySelf). It costs a mount, about a
+// millisecond. Where that fails, a sealed in-memory copy, which costs
+// about 6 ms for 10 MB and stays in memory while a container runs from it
+// (copySelf).
+//
+// A process makes one and starts every container it starts from it (a
+// monitor restarting its container), and hands it down: a project's
+// network supervisor passes its own to every monitor it starts (see
+// InheritSealed).
 func sealedSelf() (*os.File, error) {
 	sealed.once.Do(func() {
 		if f := inheritedSealed(); f != nil {
+			sealed.f = f
+			return
+		}
+		if f, err := overlaySelf(); err == nil {
 			sealed.f = f
 			return
 		}
@@ -47,11 +56,11 @@ var sealed struct {
 	err  error
 }
 
-// envSealed names the fd of a sealed copy a child inherits.
+// envSealed names the fd of a sealed binary a child inherits.
 const envSealed = "_NOOK_SEALED_FD"
 
 // InheritSealed makes cmd (a nook started with Self) inherit this
-// process's sealed copy of the binary, as its next extra file.
+// process's sealed binary, as its next extra file.
 func InheritSealed(cmd *exec.Cmd) error {
 	f, err := sealedSelf()
 	if err != nil {
@@ -62,9 +71,9 @@ func InheritSealed(cmd *exec.Cmd) error {
 	return nil
 }
 
-// inheritedSealed adopts the copy InheritSealed passed, if it is one: a
-// memfd sealed against every change. Otherwise it returns nil, and the
-// caller makes its own.
+// inheritedSealed adopts the file InheritSealed passed, if it is sealed:
+// a memfd sealed against every change, or a file on a read-only
+// overlayfs. Otherwise it returns nil, and the caller makes its own.
 func inheritedSealed() *os.File {
 	v, ok := os.LookupEnv(envSealed)
 	if !ok {
@@ -77,10 +86,91 @@ func inheritedSealed() *os.File {
 	}
 	unix.CloseOnExec(fd)
 	want := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil || seals&want != want {
-		return nil
+	if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err == nil && seals&want == want {
+		return os.NewFile(uintptr(fd), "nook-init")
 	}
-	return os.NewFile(uintptr(fd), "nook-init")
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) == nil && st.Type == unix.OVERLAYFS_SUPER_MAGIC && st.Flags&unix.ST_RDONLY != 0 {
+		return os.NewFile(uintptr(fd), "nook-init")
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// overlaySelf opens the running binary through a new overlayfs mount
+// whose only layers are the binary's folder and an empty tmpfs. With no
+// upper layer overlayfs takes no writes at all, whatever the mount's
+// flags, and the mount is attached nowhere, so nothing can reach the
+// folder through it but this file. It returns an O_PATH file.
+//
+// Making the mount needs CAP_SYS_ADMIN over the mount namespace, so a
+// thread of our own enters a new one and is thrown away after (it cannot
+// go back to the host's).
+func overlaySelf() (*os.File, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	dir, name := filepath.Split(exe)
+	empty, err := os.MkdirTemp("", "nook-lower-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(empty) // in the host's namespace, nothing is mounted on it
+	escape := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		f, err := func() (*os.File, error) {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return nil, err
+			}
+			// Nothing mounted here may reach the host's namespace.
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return nil, err
+			}
+			// overlayfs refuses layers that nest (ELOOP), and the binary's
+			// folder may hold the temporary folder: a tmpfs of its own
+			// nests in nothing.
+			if err := unix.Mount("tmpfs", empty, "tmpfs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "size=4k"); err != nil {
+				return nil, err
+			}
+			ctx, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+			if err != nil {
+				return nil, err
+			}
+			defer unix.Close(ctx)
+			// The binary's folder on top, so a file of its name in the
+			// empty one could not mask it (it has none anyway).
+			if err := unix.FsconfigSetString(ctx, "lowerdir", escape.Replace(dir)+":"+escape.Replace(empty)); err != nil {
+				return nil, err
+			}
+			unix.FsconfigSetString(ctx, "xino", "off") // only to keep dmesg quiet
+			if err := unix.FsconfigCreate(ctx); err != nil {
+				return nil, err
+			}
+			mnt, err := unix.Fsmount(ctx, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID)
+			if err != nil {
+				return nil, err
+			}
+			defer unix.Close(mnt)
+			fd, err := unix.Openat(mnt, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, err
+			}
+			return os.NewFile(uintptr(fd), "nook-init"), nil
+		}()
+		done <- result{f, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, fmt.Errorf("open nook through a read-only overlay: %w", r.err)
+	}
+	return r.f, nil
 }
 
 // copySelf makes a sealed copy of /proc/self/exe. sendfile copies inside

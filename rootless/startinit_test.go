@@ -2,6 +2,7 @@ package rootless
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"testing"
@@ -80,5 +81,42 @@ func BenchmarkSealedSelf(b *testing.B) {
 				mem.Close()
 			}
 		})
+	}
+}
+
+// overlaySelf gives the running binary, readable and executable, through
+// a mount that takes no write, not even after a remount, and leaves
+// nothing mounted in the caller's namespace.
+func TestOverlaySelfRefusesWrites(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs CAP_SYS_ADMIN for a mount namespace; the unprivileged path is TestProcOneExeIsSealed in cmd/nook")
+	}
+	mountsBefore, _ := os.ReadFile("/proc/self/mountinfo")
+	f, err := overlaySelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	path := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	got, err := os.ReadFile(path)
+	want, _ := os.ReadFile("/proc/self/exe")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read through the overlay: %d bytes, %v; want the binary's %d", len(got), err, len(want))
+	}
+	if w, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		w.Close()
+		t.Fatal("opened the binary for writing through the overlay")
+	} else if !errors.Is(err, unix.EROFS) {
+		t.Errorf("open for writing: %v, want EROFS", err)
+	}
+	// Clearing the read-only flag leaves a mount with no upper layer.
+	if err := unix.MountSetattr(int(f.Fd()), "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}); err == nil {
+		if w, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+			w.Close()
+			t.Fatal("opened the binary for writing after clearing MOUNT_ATTR_RDONLY")
+		}
+	}
+	if mountsAfter, _ := os.ReadFile("/proc/self/mountinfo"); !bytes.Equal(mountsBefore, mountsAfter) {
+		t.Errorf("overlaySelf changed this process's mounts")
 	}
 }
