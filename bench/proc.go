@@ -41,9 +41,14 @@ func readMemory(pid int) (memory, error) {
 	return m, sc.Err()
 }
 
-// exeSize returns the size in MB of the file pid runs.
-func exeSize(pid int) (float64, error) {
-	st, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
+// memfdSize returns the size in MB of the memfd pid runs from; 0 if it
+// runs from a file.
+func memfdSize(pid int) (float64, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	if link, err := os.Readlink(exe); err != nil || !strings.HasPrefix(link, "/memfd:") {
+		return 0, err
+	}
+	st, err := os.Stat(exe)
 	if err != nil {
 		return 0, err
 	}
