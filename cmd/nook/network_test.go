@@ -50,7 +50,8 @@ func hostPort(t *testing.T, proto string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// fetchIn runs wget in a container of the project and returns the body.
+// fetchIn GETs url from inside a container of the project (with
+// netTool, mounted at /nettool) and returns the body, or "" and why not.
 func (p *projectUnderTest) fetchIn(from, url string) (string, string) {
 	p.t.Helper()
 	out, errOut, code := p.run("exec", from, "/nettool", "get", url)
@@ -121,7 +122,7 @@ volumes = [%q]
 	} {
 		got, why := p.fetchIn(c.from, c.url)
 		if got != c.want {
-			t.Errorf("in %s: wget %s = %q %s, want %q", c.from, c.url, got, why, c.want)
+			t.Errorf("in %s: GET %s = %q %s, want %q", c.from, c.url, got, why, c.want)
 		}
 	}
 }
@@ -139,32 +140,26 @@ func TestProjectNetworkReachesHostLoopback(t *testing.T) {
 	defer srv.Close()
 	url := fmt.Sprintf("http://%s:%d/", "host.nook.internal", l.Addr().(*net.TCPAddr).Port)
 
-	tool := netToolMount(t)
-	p := busyboxServices(t, "hostlo", fmt.Sprintf(`
-[network]
-host_loopback = true
-
+	config := func(network string) string {
+		return fmt.Sprintf(`%s
 [containers.c]
 image = "t/busybox"
 command = ["sleep", "100000"]
 volumes = [%q]
-`, tool))
+`, network, netToolMount(t))
+	}
+	p := busyboxServices(t, "hostlo", config("[network]\nhost_loopback = true\n"))
 	p.must("up", "-d")
 	if got, why := p.fetchIn("c", url); got != "from the host" {
-		t.Errorf("wget %s with host_loopback = %q %s, want the host's server to answer", url, got, why)
+		t.Errorf("GET %s with host_loopback = %q %s, want the host's server to answer", url, got, why)
 	}
 
 	// Off (the default), the name does not exist and the gateway maps
 	// nothing to the host's loopback.
-	p.writeConfig(fmt.Sprintf(`
-[containers.c]
-image = "t/busybox"
-command = ["sleep", "100000"]
-volumes = [%q]
-`, tool))
+	p.writeConfig(config(""))
 	p.must("up", "-d")
 	if got, _ := p.fetchIn("c", url); got != "" {
-		t.Errorf("wget %s without host_loopback = %q, want no answer", url, got)
+		t.Errorf("GET %s without host_loopback = %q, want no answer", url, got)
 	}
 }
 
@@ -220,7 +215,7 @@ volumes = [%q]
 			return body == "a", fmt.Sprintf("%q", body)
 		})
 		if got, why := p.fetchIn("b", "http://a/"); got != "a" {
-			t.Errorf("in b: wget http://a/ = %q %s, want a", got, why)
+			t.Errorf("in b: GET http://a/ = %q %s, want a", got, why)
 		}
 	}
 	released := func(after string, procs []int) {
