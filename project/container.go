@@ -161,8 +161,11 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 		return nil, err
 	}
 	dns := o.DNS
-	if a, ok := netns.Resolver(netns.StandaloneOutbound()); ok && network == rootless.NetworkPrivate && o.Supervisor == "" {
-		dns = a.String() // the container's own network's uplink
+	if network == rootless.NetworkPrivate && o.Supervisor == "" {
+		// A network of its own: its uplink's forwarder.
+		if a, ok := netns.Resolver(netns.StandaloneOutbound()); ok {
+			dns = a.String()
+		}
 	}
 	if err := prepareContainer(c, o.Hostname, network, o.Hosts, dns); err != nil {
 		rt.Containers.Remove(c)

@@ -251,17 +251,19 @@ func (c *Container) connector() (attach func(pid int) error, release func()) {
 		once.Do(func() { own = <-ready })
 		return own
 	}
-	return func(pid int) error {
-			if m := wait(); m.err != nil {
-				return m.err
-			} else {
-				return m.n.Attach(pid)
-			}
-		}, func() {
-			if m := wait(); m.err == nil {
-				m.n.Close()
-			}
+	attach = func(pid int) error {
+		m := wait()
+		if m.err != nil {
+			return m.err
 		}
+		return m.n.Attach(pid)
+	}
+	release = func() {
+		if m := wait(); m.err == nil {
+			m.n.Close()
+		}
+	}
+	return attach, release
 }
 
 // shouldRestart applies the restart policy to an exit.

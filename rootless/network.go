@@ -52,9 +52,8 @@ func (p PublishedPort) String() string {
 // network of its own for the container, publishes Ports on it, and
 // releases it when the container exits.
 type NetworkConfig struct {
-	Supervisor   string          `json:"supervisor,omitempty"` // the supervisor's socket
-	Ports        []PublishedPort `json:"ports,omitempty"`
-	HostLoopback bool            `json:"host_loopback,omitempty"` // containers may reach the host's loopback
+	Supervisor string          `json:"supervisor,omitempty"` // the supervisor's socket
+	Ports      []PublishedPort `json:"ports,omitempty"`
 }
 
 // OwnNetwork is a network a monitor made for its container alone.
@@ -72,24 +71,24 @@ var (
 // RegisterNetwork installs what makes a standalone container's network
 // (package netns does, from its init function). Without it, starting such
 // a container fails.
-func RegisterNetwork(make func(name string, cfg NetworkConfig, log io.Writer) (OwnNetwork, error)) {
+func RegisterNetwork(fn func(name string, cfg NetworkConfig, log io.Writer) (OwnNetwork, error)) {
 	networkMu.Lock()
 	defer networkMu.Unlock()
-	makeNetwork = make
+	makeNetwork = fn
 }
 
 func newOwnNetwork(c *Container, log io.Writer) (OwnNetwork, error) {
 	networkMu.Lock()
-	make := makeNetwork
+	fn := makeNetwork
 	networkMu.Unlock()
-	if make == nil {
+	if fn == nil {
 		return nil, errors.New("no network support in this binary")
 	}
 	var cfg NetworkConfig
 	if c.Network != nil {
 		cfg = *c.Network
 	}
-	return make(c.Name, cfg, log)
+	return fn(c.Name, cfg, log)
 }
 
 // NetRequest is one request to a network supervisor: a JSON line on its

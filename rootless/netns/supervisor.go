@@ -43,6 +43,13 @@ type SupervisorOptions struct {
 	HostLoopback bool
 }
 
+// matches reports whether a running supervisor was started with opts.
+func (opts SupervisorOptions) matches(info *rootless.NetInfo) bool {
+	hostLoopback := info.HostLoopback != ""
+	outbound := opts.Outbound == OutboundAuto || string(opts.Outbound) == info.Outbound
+	return hostLoopback == opts.HostLoopback && outbound
+}
+
 // Socket is the supervisor socket in dir.
 func Socket(dir string) string { return filepath.Join(dir, "net.sock") }
 
@@ -53,7 +60,7 @@ func Socket(dir string) string { return filepath.Join(dir, "net.sock") }
 func Supervise(opts SupervisorOptions) (*rootless.NetInfo, error) {
 	sock := Socket(opts.Dir)
 	if rep, err := rootless.NetCall(sock, rootless.NetRequest{Op: "info"}); err == nil {
-		if rep.Info.HostLoopback != "" == opts.HostLoopback {
+		if opts.matches(rep.Info) {
 			return rep.Info, nil
 		}
 		rootless.NetCall(sock, rootless.NetRequest{Op: "shutdown"})
@@ -386,7 +393,7 @@ func portSpec(name string, p rootless.PublishedPort) PortSpec {
 // monitor holds it, with the container's published ports, while the
 // container runs.
 func ownNetwork(name string, cfg rootless.NetworkConfig, log io.Writer) (rootless.OwnNetwork, error) {
-	n, err := Create(Options{Outbound: StandaloneOutbound(), HostLoopback: cfg.HostLoopback, Log: log})
+	n, err := Create(Options{Outbound: StandaloneOutbound(), Log: log})
 	if err != nil {
 		return nil, err
 	}
