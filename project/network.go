@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nook-dev/nook/rootless"
@@ -193,15 +193,12 @@ func hostsFile(hostname string, names map[string][]string) string {
 	return b.String()
 }
 
-// compareAddrs orders dotted addresses numerically.
+// compareAddrs orders addresses numerically (10.89.0.2 before 10.89.0.10).
 func compareAddrs(a, b string) int {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	for i := range min(len(pa), len(pb)) {
-		x, _ := strconv.Atoi(pa[i])
-		y, _ := strconv.Atoi(pb[i])
-		if x != y {
-			return x - y
-		}
+	x, errA := netip.ParseAddr(a)
+	y, errB := netip.ParseAddr(b)
+	if errA != nil || errB != nil {
+		return strings.Compare(a, b)
 	}
-	return len(pa) - len(pb)
+	return x.Compare(y)
 }
