@@ -256,6 +256,11 @@ volumes = [%q]
 	// next up makes a new network and moves the containers onto it.
 	syscall.Kill(sup, syscall.SIGKILL)
 	released("after the supervisor's SIGKILL", append(children, sup))
+	// A container cannot start without its network, and says how to
+	// get it back.
+	if _, errOut, code := p.run("restart", "b"); code == 0 || !strings.Contains(errOut, "hint: run nook up") {
+		t.Errorf("nook restart b with its network gone = exit %d\n%s\nwant an error with the hint to run nook up", code, errOut)
+	}
 	p.must("up", "-d")
 	answers()
 
