@@ -132,6 +132,13 @@ func (c *Cmd) Start() error {
 		defer syncW.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, syncR)
 		cmd.Env = append(cmd.Env, envSync+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+		// The clone holds every capability in the new namespace, but its
+		// execve happens before the maps exist, as an unmapped uid, which
+		// would lose them all; ambient capabilities survive that execve,
+		// so the child need not execute itself again once mapped (a Go
+		// process start saved). They stay harmless after: an execve as
+		// uid 0 ignores them, and a change of uid from 0 clears them.
+		cmd.SysProcAttr.AmbientCaps = allCaps()
 	} else {
 		cmd.SysProcAttr.UidMappings = sysMaps(m.UIDs)
 		cmd.SysProcAttr.GidMappings = sysMaps(m.GIDs)
@@ -171,8 +178,26 @@ func (c *Cmd) Start() error {
 	return nil
 }
 
+// allCaps lists every capability the running kernel knows; nil if it
+// cannot tell (the child then executes itself again to gain them).
+func allCaps() []uintptr {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return nil
+	}
+	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || last < 0 || last > 63 {
+		return nil
+	}
+	caps := make([]uintptr, last+1)
+	for c := range caps {
+		caps[c] = uintptr(c)
+	}
+	return caps
+}
+
 func (c *Cmd) startLocked(cmd *exec.Cmd) error {
-	done, err := startOnLockedThread(cmd)
+	done, err := startOnLockedThread(cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -185,12 +210,18 @@ func (c *Cmd) startLocked(cmd *exec.Cmd) error {
 // on the returned channel. Pdeathsig fires when the thread that forked the
 // child exits, not the process (golang/go#27505), and the Go runtime may
 // retire an idle unlocked thread at any time.
-func startOnLockedThread(cmd *exec.Cmd) (chan error, error) {
+func startOnLockedThread(cmd *exec.Cmd, prepare func() error) (chan error, error) {
 	started := make(chan error, 1)
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				started <- err
+				return
+			}
+		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
@@ -202,6 +233,32 @@ func startOnLockedThread(cmd *exec.Cmd) (chan error, error) {
 		return nil, err
 	}
 	return done, nil
+}
+
+// ClearInheritedCaps empties the calling thread's inheritable and ambient
+// capability sets, which a child that Cmd.Start gave ambient capabilities
+// holds in full. Processes that must not keep capabilities through an
+// execve clear them first, on the thread that executes: a container's
+// init (with a full inheritable set, a non-root process gains a file's
+// inheritable capabilities on execve: runc's CVE-2022-29162), and a
+// process that drops its bounding set to exec without capabilities.
+func ClearInheritedCaps() error {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	if data[0].Inheritable == 0 && data[1].Inheritable == 0 {
+		return nil
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear inheritable capabilities: %w", err)
+	}
+	return nil
 }
 
 // abort kills a child whose setup failed and reaps it.

@@ -95,14 +95,20 @@ func Init() bool {
 }
 
 // bootstrap runs in the child. With MapSubIDs it first waits for the parent
-// to install the maps and re-executes itself (it does not return then).
+// to install the maps (and, without ambient capabilities, re-executes
+// itself: it does not return then).
 func bootstrap(name string) (func() int, error) {
 	main := lookupEntry(name)
 	if main == nil {
 		return nil, fmt.Errorf("no entry point %q registered in %s", name, os.Args[0])
 	}
 	if fd, ok := os.LookupEnv(envSync); ok {
-		return nil, reexecMapped(fd)
+		if err := waitMapped(fd); err != nil {
+			return nil, err
+		}
+		if caps, err := effectiveCaps(); err == nil && caps == 0 {
+			return nil, reexecMapped() // no ambient capabilities came
+		}
 	}
 	if err := rearmPdeathsig(); err != nil {
 		return nil, err
@@ -120,12 +126,8 @@ func bootstrap(name string) (func() int, error) {
 	return main, nil
 }
 
-// reexecMapped waits until the parent has run newuidmap and newgidmap, then
-// executes /proc/self/exe again with the same arguments. The first execve
-// happened before uid_map existed, when our uid was unmapped, so the kernel
-// gave us no capabilities; now our uid is 0 inside, and an execve as uid 0
-// grants the full set. The pid, and with it the maps, stays the same.
-func reexecMapped(fdStr string) error {
+// waitMapped waits until the parent has run newuidmap and newgidmap.
+func waitMapped(fdStr string) error {
 	fd, err := strconv.Atoi(fdStr)
 	if err != nil {
 		return fmt.Errorf("parse %s=%q: %w", envSync, fdStr, err)
@@ -134,17 +136,27 @@ func reexecMapped(fdStr string) error {
 	var b [1]byte
 	_, err = io.ReadFull(f, b[:])
 	f.Close()
+	os.Unsetenv(envSync)
 	if err != nil {
 		// The parent closed the pipe without writing: it failed and says why.
 		return fmt.Errorf("wait for id maps: %w", err)
 	}
+	return nil
+}
+
+// reexecMapped executes /proc/self/exe again with the same arguments, for
+// a child that came without ambient capabilities (see Cmd.Start): its
+// first execve happened before uid_map existed, when its uid was
+// unmapped, so the kernel gave it no capabilities; now its uid is 0
+// inside, and an execve as uid 0 grants the full set. The pid, and with
+// it the maps, stays the same.
+func reexecMapped() error {
 	n, _ := strconv.Atoi(os.Getenv(envExecs))
 	if n >= maxExecs {
 		return fmt.Errorf("re-exec loop: already re-executed %d times", n)
 	}
-	os.Unsetenv(envSync)
 	os.Setenv(envExecs, strconv.Itoa(n+1))
-	err = unix.Exec("/proc/self/exe", os.Args, os.Environ())
+	err := unix.Exec("/proc/self/exe", os.Args, os.Environ())
 	return fmt.Errorf("re-exec /proc/self/exe: %w", err)
 }
 

@@ -363,7 +363,7 @@ func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach fun
 		},
 	}
 	in := &RunningInit{cmd: cmd}
-	in.done, err = startOnLockedThread(cmd)
+	in.done, err = startOnLockedThread(cmd, ClearInheritedCaps)
 	statusW.Close()
 	if err != nil {
 		specW.Close()

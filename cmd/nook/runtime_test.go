@@ -973,3 +973,29 @@ func TestHostnameAndEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestNoInheritableOrAmbientCaps: a container's processes, root or not,
+// start with empty inheritable and ambient capability sets, whatever
+// nook's own processes held (runc's CVE-2022-29162: a full inheritable
+// set lets a non-root process gain a file's inheritable capabilities),
+// and a non-root user has no capabilities at all.
+func TestNoInheritableOrAmbientCaps(t *testing.T) {
+	c := newCtr(t)
+	for _, user := range []string{"0", "1000"} {
+		out := c.must("run", "--rm", "--network", "none", "-u", user, "t/busybox", "grep", "^Cap", "/proc/self/status")
+		caps := map[string]string{}
+		for line := range strings.Lines(out) {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+				caps[k] = strings.TrimSpace(v)
+			}
+		}
+		for _, k := range []string{"CapInh", "CapAmb"} {
+			if caps[k] != "0000000000000000" {
+				t.Errorf("as user %s, %s = %q, want none:\n%s", user, k, caps[k], out)
+			}
+		}
+		if user != "0" && caps["CapEff"] != "0000000000000000" {
+			t.Errorf("as user %s, CapEff = %q, want none:\n%s", user, caps["CapEff"], out)
+		}
+	}
+}

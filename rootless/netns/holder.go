@@ -201,11 +201,16 @@ func setupHub(cfg holderConfig) error {
 	return nil
 }
 
-// dropCapsAndHold empties the bounding set and re-executes the holder
-// as "hold": uid 0 then gets no capabilities from execve. The bounding
+// dropCapsAndHold empties the inheritable, ambient and bounding sets and
+// re-executes the holder as "hold": uid 0 then gets no capabilities from
+// execve. The bounding
 // set is per thread, so the exec must happen on the thread that dropped.
 func dropCapsAndHold(portChild map[string]string) error {
 	runtime.LockOSThread() // never unlocked: the process image is replaced
+	// An inheritable or ambient capability would survive the execve.
+	if err := rootless.ClearInheritedCaps(); err != nil {
+		return err
+	}
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("drop capability %d: %w", c, err)
