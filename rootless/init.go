@@ -18,8 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The container's init is nook itself, re-executed from a sealed in-memory
-// copy (see sealedSelf) as PID 1 of the container's pid namespace. It
+// The container's init is nook itself, re-executed from a sealed form of
+// its binary (a read-only overlay of it, else an in-memory copy: see
+// sealedSelf) as PID 1 of the container's pid namespace. It
 // builds the rootfs, starts the main process, reaps every zombie, forwards
 // signals to the main process and exits with its status; when it exits the
 // kernel kills whatever is left in the namespace.

@@ -161,8 +161,9 @@ func reexecMapped() error {
 }
 
 // rearmPdeathsig sets PR_SET_PDEATHSIG to SIGKILL again. The kernel clears
-// it whenever a process's capabilities grow (commit_creds), which our
-// re-exec in reexecMapped does; rootlesskit#65 is the same bug. Then it
+// it whenever a process's capabilities grow (commit_creds), which the
+// re-exec in reexecMapped does, when it happens; rootlesskit#65 is the
+// same bug. Then it
 // checks that the parent is still the one that started us: if it died
 // before the prctl, no signal will ever come. In a new PID namespace
 // getppid returns 0 and that window cannot be closed.
