@@ -1,8 +1,9 @@
 package layers
 
 import (
+	"bufio"
 	"crypto/sha256"
-	"encoding/gob"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,10 @@ const racyWindow = 2 * time.Second
 // NewStatCache returns an empty cache.
 func NewStatCache() *StatCache { return &StatCache{entries: map[string]statEntry{}} }
 
+// statCacheMagic starts a saved cache; a file without it (an older
+// format, or garbage) is ignored.
+const statCacheMagic = "nook statcache 1\n"
+
 // LoadStatCache reads a cache saved by Save; a missing or unreadable file
 // gives an empty cache.
 func LoadStatCache(name string) *StatCache {
@@ -51,8 +56,8 @@ func LoadStatCache(name string) *StatCache {
 		return c
 	}
 	defer f.Close()
-	if err := gob.NewDecoder(f).Decode(&c.entries); err != nil || c.entries == nil {
-		c.entries = map[string]statEntry{}
+	if entries, err := readStatCache(bufio.NewReaderSize(f, 1<<16)); err == nil {
+		c.entries = entries
 	}
 	return c
 }
@@ -69,7 +74,9 @@ func (c *StatCache) Save(name string) error {
 		return fmt.Errorf("save stat cache: %w", err)
 	}
 	defer os.Remove(f.Name())
-	if err := gob.NewEncoder(f).Encode(c.entries); err != nil {
+	w := bufio.NewWriterSize(f, 1<<16)
+	writeStatCache(w, c.entries)
+	if err := w.Flush(); err != nil {
 		f.Close()
 		return fmt.Errorf("save stat cache: %w", err)
 	}
@@ -81,6 +88,58 @@ func (c *StatCache) Save(name string) error {
 	}
 	c.dirty = false
 	return nil
+}
+
+// The saved form: the magic, then per entry the path's length as a
+// uvarint, the path, the five stat fields as little-endian 64-bit numbers
+// and the digest. (It replaced encoding/gob, whose package set-up every
+// nook process paid, a container's init too.)
+func writeStatCache(w *bufio.Writer, entries map[string]statEntry) {
+	w.WriteString(statCacheMagic)
+	var buf [binary.MaxVarintLen64 + 5*8 + 32]byte
+	for path, e := range entries {
+		b := binary.AppendUvarint(buf[:0], uint64(len(path)))
+		w.Write(b)
+		w.WriteString(path)
+		b = binary.LittleEndian.AppendUint64(buf[:0], uint64(e.Size))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.Mtime))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.Ctime))
+		b = binary.LittleEndian.AppendUint64(b, e.Ino)
+		b = binary.LittleEndian.AppendUint64(b, e.Dev)
+		w.Write(append(b, e.Digest[:]...))
+	}
+}
+
+func readStatCache(r *bufio.Reader) (map[string]statEntry, error) {
+	magic := make([]byte, len(statCacheMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statCacheMagic {
+		return nil, errors.New("not a stat cache")
+	}
+	entries := map[string]statEntry{}
+	var fixed [5*8 + 32]byte
+	for {
+		n, err := binary.ReadUvarint(r)
+		if errors.Is(err, io.EOF) {
+			return entries, nil
+		}
+		if err != nil || n > 1<<16 {
+			return nil, errors.New("corrupt stat cache")
+		}
+		path := make([]byte, n)
+		if _, err := io.ReadFull(r, path); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(r, fixed[:]); err != nil {
+			return nil, err
+		}
+		le := binary.LittleEndian
+		e := statEntry{
+			Size: int64(le.Uint64(fixed[0:])), Mtime: int64(le.Uint64(fixed[8:])), Ctime: int64(le.Uint64(fixed[16:])),
+			Ino: le.Uint64(fixed[24:]), Dev: le.Uint64(fixed[32:]),
+		}
+		copy(e.Digest[:], fixed[40:])
+		entries[string(path)] = e
+	}
 }
 
 // Digest returns the sha256 of the regular file at path, whose Lstat

@@ -90,7 +90,7 @@ func Build(ctx context.Context, p *Project, opts BuildOptions) ([]Built, error) 
 // loadStats loads the stat cache the store keeps for a folder; save
 // writes it back.
 func loadStats(s *layers.Store, dir string) (stats *layers.StatCache, save func()) {
-	statFile := filepath.Join(s.Root, "cache", fmt.Sprintf("stat-%x.gob", sha256.Sum256([]byte(dir))))
+	statFile := filepath.Join(s.Root, "cache", fmt.Sprintf("stat-%x.cache", sha256.Sum256([]byte(dir))))
 	stats = layers.LoadStatCache(statFile)
 	return stats, func() { stats.Save(statFile) }
 }
