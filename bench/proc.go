@@ -57,6 +57,30 @@ func memfdSize(pid int) (float64, error) {
 
 // processesNamed returns the pids of this user's processes called name.
 func processesNamed(name string) []int {
+	return processes(func(pid int, info os.FileInfo) bool {
+		if info.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+			return false
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return err == nil && strings.TrimSpace(string(comm)) == name
+	})
+}
+
+// childrenOf returns the pids of ppid's children.
+func childrenOf(ppid int) []int {
+	return processes(func(pid int, _ os.FileInfo) bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		// The fields after the command, which may hold spaces, in parens.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		return len(f) > 1 && f[1] == strconv.Itoa(ppid)
+	})
+}
+
+// processes returns the pids of the processes that match.
+func processes(match func(pid int, info os.FileInfo) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -64,11 +88,7 @@ func processesNamed(name string) []int {
 		if err != nil {
 			continue
 		}
-		if info, err := e.Info(); err != nil || info.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
-			continue
-		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err == nil && strings.TrimSpace(string(comm)) == name {
+		if info, err := e.Info(); err == nil && match(pid, info) {
 			pids = append(pids, pid)
 		}
 	}
@@ -81,26 +101,4 @@ func median(xs []float64) float64 {
 	}
 	m, _, _ := stats(xs)
 	return m
-}
-
-// childrenOf returns the pids of ppid's children.
-func childrenOf(ppid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// The fields after the command, which may hold spaces, in parens.
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
