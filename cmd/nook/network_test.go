@@ -256,6 +256,9 @@ volumes = [%q]
 	// next up makes a new network and moves the containers onto it.
 	syscall.Kill(sup, syscall.SIGKILL)
 	released("after the supervisor's SIGKILL", append(children, sup))
+	if row := rowOf(p.must("ps"), p.name+"-a-1"); strings.Contains(row, "->80/tcp") {
+		t.Errorf("nook ps row of a with its network gone = %q, want no ports", row)
+	}
 	// A container cannot start without its network, and says how to
 	// get it back.
 	if _, errOut, code := p.run("restart", "b"); code == 0 || !strings.Contains(errOut, "hint: run nook up") {

@@ -59,9 +59,14 @@ func hostAddr(p rootless.PublishedPort) string {
 	return s[:strings.Index(s, "->")]
 }
 
-// portsColumn is ps's PORTS: a running container's published ports.
+// portsColumn is ps's PORTS: a running container's published ports, as
+// long as its network is up (a project network whose supervisor was
+// killed publishes nothing until the next nook up).
 func portsColumn(c *rootless.Container) string {
 	if c.Network == nil || c.State.Status != rootless.StatusRunning {
+		return ""
+	}
+	if sock := c.Network.Supervisor; sock != "" && !supervisorAnswers(sock) {
 		return ""
 	}
 	var out []string
@@ -70,3 +75,18 @@ func portsColumn(c *rootless.Container) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// supervisorAnswers reports whether a network supervisor listens on
+// sock; ps asks once per socket.
+var supervisorAnswers = func() func(string) bool {
+	seen := map[string]bool{}
+	return func(sock string) bool {
+		up, ok := seen[sock]
+		if !ok {
+			_, err := rootless.NetCall(sock, rootless.NetRequest{Op: "info"})
+			up = err == nil
+			seen[sock] = up
+		}
+		return up
+	}
+}()
