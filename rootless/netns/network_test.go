@@ -319,3 +319,13 @@ func TestSupervisorKilledReleasesEverything(t *testing.T) {
 		t.Errorf("after the supervisor's SIGKILL, port %d: %v", port, err)
 	}
 }
+
+// Without pasta or slirp4netns, creating a network says which to install.
+func TestNoUplinkHelperHint(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := pickOutbound(OutboundAuto)
+	var h interface{ Hint() string }
+	if err == nil || !errors.As(err, &h) || !strings.Contains(h.Hint(), "apt-get install passt") {
+		t.Errorf("pickOutbound with neither helper on PATH = %v, want an error with a hint to install passt", err)
+	}
+}

@@ -59,7 +59,10 @@ func pickOutbound(o Outbound) (Outbound, error) {
 				return o, nil
 			}
 		}
-		return "", errors.New("neither pasta nor slirp4netns is installed (apt-get install passt, or slirp4netns)")
+		return "", &hintError{
+			err:  errors.New("neither pasta nor slirp4netns is installed: containers cannot reach beyond their network"),
+			hint: `sudo apt-get install passt (or slirp4netns); or, in a project, [network] outbound = "none"`,
+		}
 	}
 	return "", fmt.Errorf("unknown outbound %q", o)
 }
@@ -131,7 +134,12 @@ func startUplink(kind Outbound, nsPath string, opts Options) (*uplink, error) {
 	line, _ := bufio.NewReader(r).ReadString('\n')
 	if strings.TrimSpace(line) == "" {
 		u.kill()
-		return nil, fmt.Errorf("start %s: exited during setup (%v): %s", kind, u.cmd.ProcessState, strings.TrimSpace(stderr.String()))
+		err := fmt.Errorf("start %s: exited during setup (%v): %s", kind, u.cmd.ProcessState, strings.TrimSpace(stderr.String()))
+		if strings.Contains(stderr.String(), "/dev/net/tun") {
+			// Machines without udev leave it 0600 (nook doctor checks it).
+			err = &hintError{err: err, hint: "sudo chmod 0666 /dev/net/tun"}
+		}
+		return nil, err
 	}
 	if opts.HostLoopback {
 		if kind == OutboundSlirp {
@@ -173,6 +181,16 @@ func (u *uplink) kill() {
 	u.cmd.Process.Kill()
 	<-u.done
 }
+
+// hintError is an error with the command that fixes it.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+func (e *hintError) Hint() string  { return e.hint }
 
 // teeWriter writes to both; Log may be io.Discard.
 type teeWriter struct {
