@@ -136,8 +136,12 @@ func (c *Cmd) Start() error {
 		// execve happens before the maps exist, as an unmapped uid, which
 		// would lose them all; ambient capabilities survive that execve,
 		// so the child need not execute itself again once mapped (a Go
-		// process start saved). They stay harmless after: an execve as
-		// uid 0 ignores them, and a change of uid from 0 clears them.
+		// process start saved). The child's descendants inherit them, and
+		// a full inheritable set, until something clears them: a change
+		// of uid from 0 does, and so do the starts of a container's init
+		// and of the network holder (ClearInheritedCaps). What else the
+		// child runs runs as root in the namespace, with every capability
+		// there anyway.
 		cmd.SysProcAttr.AmbientCaps = allCaps()
 	} else {
 		cmd.SysProcAttr.UidMappings = sysMaps(m.UIDs)
