@@ -181,6 +181,26 @@ type watchProc struct {
 
 // startWatch runs `nook watch --explain` in dir and waits until it
 // watches.
+// upWatched brings the project in dir up (after taking down what an
+// interrupted run left), waits until url answers and starts a watch on
+// it. down stops the watch and takes the project down.
+func (b *bench) upWatched(dir, url string) (w *watchProc, down func(), err error) {
+	b.cmd(dir, b.nook, "down")
+	if err := b.cmd(dir, b.nook, "up", "-d"); err != nil {
+		return nil, nil, err
+	}
+	undo := func() { b.cmd(dir, b.nook, "down") }
+	if err := waitFor(url, func(string) bool { return true }, editLimit); err != nil {
+		undo()
+		return nil, nil, err
+	}
+	if w, err = b.startWatch(dir); err != nil {
+		undo()
+		return nil, nil, err
+	}
+	return w, func() { w.stop(); undo() }, nil
+}
+
 func (b *bench) startWatch(dir string) (*watchProc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -66,20 +66,12 @@ func (b *bench) devRestart(workload string) []result {
 		return fail("nook", fmt.Errorf("examples/hello/main.go has no %s to edit", helloGreeting))
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	b.cmd(dir, b.nook, "down") // what an interrupted run left
 	// Untimed: the first build also fills the user's Go build cache.
-	if err := b.cmd(dir, b.nook, "up", "-d"); err != nil {
-		return fail("nook", err)
-	}
-	defer b.cmd(dir, b.nook, "down")
-	if err := waitFor(url, func(string) bool { return true }, editLimit); err != nil {
-		return fail("nook", err)
-	}
-	w, err := b.startWatch(dir)
+	w, down, err := b.upWatched(dir, url)
 	if err != nil {
 		return fail("nook", err)
 	}
-	defer w.stop()
+	defer down()
 
 	nonce := time.Now().UnixNano()
 	greeting := func(n int) string { return fmt.Sprintf("edit %d of bench %d", n, nonce) }
@@ -255,19 +247,11 @@ func (b *bench) devSync(workload string) []result {
 	if err != nil {
 		return fail("nook", err)
 	}
-	b.cmd(dir, b.nook, "down")
-	if err := b.cmd(dir, b.nook, "up", "-d"); err != nil {
-		return fail("nook", err)
-	}
-	defer b.cmd(dir, b.nook, "down")
-	if err := waitFor(url, func(string) bool { return true }, editLimit); err != nil {
-		return fail("nook", err)
-	}
-	w, err := b.startWatch(dir)
+	w, down, err := b.upWatched(dir, url)
 	if err != nil {
 		return fail("nook", err)
 	}
-	defer w.stop()
+	defer down()
 
 	nonce := time.Now().UnixNano()
 	marker := func(n int) string { return fmt.Sprintf("<!-- edit %d of bench %d -->", n, nonce) }
