@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // Save writes the named images to file as an OCI archive (a tar of an OCI
@@ -47,19 +49,10 @@ func (s *Store) Save(file string, names []string) error {
 			return fmt.Errorf("save %s: %w", n, err)
 		}
 	}
-	out, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+"-*")
-	if err != nil {
+	if err := atomicfile.Write(file, false, func(f *os.File) error { return tarDir(f, tmp) }); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
-	defer os.Remove(out.Name())
-	if err := tarDir(out, tmp); err != nil {
-		out.Close()
-		return fmt.Errorf("save: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	return os.Rename(out.Name(), file)
+	return nil
 }
 
 // tarDir writes the regular files under dir as a tar, sorted, with fixed

@@ -18,6 +18,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // Builder builds recipes into the store, reusing every step whose cache
@@ -259,7 +261,7 @@ func (b *Builder) cachePut(key string, e cacheEntry) error {
 	if err != nil {
 		return err
 	}
-	return b.Store.writeFileAtomic(b.Store.path("cache", "steps", key), data)
+	return atomicfile.WriteFile(b.Store.path("cache", "steps", key), data, true)
 }
 
 // copyStep makes a layer of files from the context.

@@ -13,6 +13,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // ResolveBase finds the image a build starts from: a stored image (name or
@@ -86,7 +88,7 @@ func (s *Store) ImportLayout(dir, tag string) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("import %s: %w", dir, err)
 	}
-	return d, s.writeFileAtomic(memo, []byte(d.String()))
+	return d, atomicfile.WriteFile(memo, []byte(d.String()), true)
 }
 
 // WriteImage stores img: its layers uncompressed, its config, a manifest.

@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // Annotations nook keeps on index.json entries. Every build of a name is an
@@ -81,7 +83,7 @@ func (s *Store) updateIndex(change func(*v1.IndexManifest) error) error {
 	if err := syncDir(s.path("oci", "blobs", "sha256")); err != nil {
 		return fmt.Errorf("update index: %w", err)
 	}
-	if err := s.writeFileAtomic(s.path("oci", "index.json"), data); err != nil {
+	if err := atomicfile.WriteFile(s.path("oci", "index.json"), data, true); err != nil {
 		return fmt.Errorf("update index: %w", err)
 	}
 	return nil

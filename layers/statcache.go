@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // StatCache remembers the content digest of files by their stat data
@@ -69,21 +70,12 @@ func (c *StatCache) Save(name string) error {
 	if !c.dirty {
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(name), ".statcache-*")
+	err := atomicfile.Write(name, false, func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<16)
+		writeStatCache(w, c.entries)
+		return w.Flush()
+	})
 	if err != nil {
-		return fmt.Errorf("save stat cache: %w", err)
-	}
-	defer os.Remove(f.Name())
-	w := bufio.NewWriterSize(f, 1<<16)
-	writeStatCache(w, c.entries)
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("save stat cache: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save stat cache: %w", err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
 		return fmt.Errorf("save stat cache: %w", err)
 	}
 	c.dirty = false

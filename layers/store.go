@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // ErrNotFound is returned (wrapped) when an image, tag or blob does not exist.
@@ -62,7 +64,7 @@ func (s *Store) initLayout() error {
 	if _, err := os.Stat(s.path("oci", "index.json")); err == nil {
 		return nil
 	}
-	if err := s.writeFileAtomic(s.path("oci", "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+	if err := atomicfile.WriteFile(s.path("oci", "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), true); err != nil {
 		return err
 	}
 	return s.updateIndex(func(*v1.IndexManifest) error { return nil })
@@ -154,27 +156,6 @@ func (s *Store) WriteBlob(r io.Reader) (v1.Hash, int64, error) {
 		return v1.Hash{}, 0, fmt.Errorf("write blob: %w", err)
 	}
 	return b.Commit()
-}
-
-// writeFileAtomic replaces name with data: temp file, fsync, rename.
-func (s *Store) writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
 
 // syncDir makes renames into dir durable.

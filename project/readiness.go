@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nook-dev/nook/internal/atomicfile"
 	"github.com/nook-dev/nook/rootless"
 )
 
@@ -63,10 +64,7 @@ func (rt *Runtime) recordReady(project, svc string, d time.Duration) {
 	if err != nil {
 		return
 	}
-	tmp := rt.readyFile(project) + ".tmp"
-	if os.WriteFile(tmp, data, 0o600) == nil {
-		os.Rename(tmp, rt.readyFile(project))
-	}
+	atomicfile.WriteFile(rt.readyFile(project), data, false) // a figure lost costs nothing
 }
 
 // restartContainer stops a container and starts it again.

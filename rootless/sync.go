@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/internal/atomicfile"
 )
 
 // Sync writes files into a running container without a rebuild or a
@@ -129,29 +131,16 @@ func writeOwned(target string, src *os.File, mode os.FileMode, uid, gid int) err
 	if mode == 0 {
 		mode = 0o644
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), ".nook-sync-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := unix.Fchown(int(tmp.Fd()), uid, gid); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), target)
+	return atomicfile.Write(target, false, func(f *os.File) error {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, src); err != nil {
+			return err
+		}
+		if err := f.Chmod(mode); err != nil {
+			return err
+		}
+		return unix.Fchown(int(f.Fd()), uid, gid)
+	})
 }
