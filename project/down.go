@@ -9,25 +9,39 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nook-dev/nook/rootless"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
-// removeContainer stops a container (its stop signal, then SIGKILL) and
-// removes it.
-func (rt *Runtime) removeContainer(c *rootless.Container) error {
+// StopSignal is the signal that stops c: its stop signal, SIGTERM if that
+// does not parse.
+func StopSignal(c *rootless.Container) syscall.Signal {
 	sig, err := ParseSignal(c.StopSignal)
 	if err != nil {
-		sig = unix.SIGTERM
+		return syscall.SIGTERM
 	}
-	if err := rt.Containers.Stop(c, syscall.Signal(sig), c.StopTimeout); err != nil {
-		return err
+	return syscall.Signal(sig)
+}
+
+// stopContainer stops c (its stop signal, then SIGKILL after its stop
+// timeout) and returns its record as the stop left it; nil if it removed
+// itself (a --rm container).
+func (rt *Runtime) stopContainer(c *rootless.Container) (*rootless.Container, error) {
+	if err := rt.Containers.Stop(c, StopSignal(c), c.StopTimeout); err != nil {
+		return nil, err
 	}
 	fresh, err := rt.Containers.Get(c.ID)
 	if errors.Is(err, rootless.ErrNoContainer) {
-		return nil
+		return nil, nil
 	}
-	if err != nil {
+	return fresh, err
+}
+
+// removeContainer stops a container and removes it.
+func (rt *Runtime) removeContainer(c *rootless.Container) error {
+	fresh, err := rt.stopContainer(c)
+	if fresh == nil || err != nil {
 		return err
 	}
 	return rt.Containers.Remove(fresh)

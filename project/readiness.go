@@ -2,10 +2,10 @@ package project
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/nook-dev/nook/internal/atomicfile"
@@ -69,16 +69,12 @@ func (rt *Runtime) recordReady(project, svc string, d time.Duration) {
 
 // restartContainer stops a container and starts it again.
 func (rt *Runtime) restartContainer(c *rootless.Container) error {
-	sig, err := ParseSignal(c.StopSignal)
-	if err != nil {
-		sig = syscall.SIGTERM
-	}
-	if err := rt.Containers.Stop(c, syscall.Signal(sig), c.StopTimeout); err != nil {
-		return err
-	}
-	fresh, err := rt.Containers.Get(c.ID)
+	fresh, err := rt.stopContainer(c)
 	if err != nil {
 		return err
+	}
+	if fresh == nil {
+		return fmt.Errorf("restart %s: it removed itself when it stopped", c.Name)
 	}
 	_, err = rt.Containers.Start(fresh, rootless.StartOptions{Mapping: &rt.Mapping})
 	return err

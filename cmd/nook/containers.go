@@ -108,6 +108,20 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 	return o, nil
 }
 
+// create makes the container the flags and args describe.
+func (f *createFlags) create(cmd *cobra.Command, args []string) (*project.Runtime, *rootless.Container, error) {
+	o, err := f.options(cmd, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := openRuntime()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := rt.CreateContainer(o)
+	return rt, c, err
+}
+
 func newCreateCmd(g *globals) *cobra.Command {
 	var f createFlags
 	cmd := &cobra.Command{
@@ -115,15 +129,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a container without starting it",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd, args)
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := rt.CreateContainer(o)
+			_, c, err := f.create(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -145,18 +151,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		Long:  "Create and start a container. In the foreground nook returns the container's exit status;\nwith -d it prints the container's id and leaves it running.",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd, args)
-			if err != nil {
-				return err
-			}
-			if detach && f.rm {
-				o.Remove = true
-			}
-			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := rt.CreateContainer(o)
+			rt, c, err := f.create(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -301,11 +296,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 		Short: "Make an image of a container's changes",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := getContainer(g, rt, args[0])
+			rt, c, err := openContainer(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -321,6 +312,16 @@ func newCommitCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// openContainer opens the runtime and finds the container ref names.
+func openContainer(g *globals, ref string) (*project.Runtime, *rootless.Container, error) {
+	rt, err := openRuntime()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := getContainer(g, rt, ref)
+	return rt, c, err
 }
 
 // getContainer finds a container by name or id, or, in a project, by

@@ -49,11 +49,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err := checkTTY(interactive, tty); err != nil {
 				return err
 			}
-			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := getContainer(g, rt, args[0])
+			_, c, err := openContainer(g, args[0])
 			if err != nil {
 				return err
 			}

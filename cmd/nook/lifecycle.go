@@ -5,9 +5,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/nook-dev/nook/project"
 	"github.com/nook-dev/nook/rootless"
-	"github.com/spf13/cobra"
 )
 
 // eachContainer runs fn for each named container, going on after a
@@ -36,14 +37,6 @@ func eachContainer(g *globals, args []string, fn func(*project.Runtime, *rootles
 	return first
 }
 
-func stopSignal(c *rootless.Container) syscall.Signal {
-	s, err := project.ParseSignal(c.StopSignal)
-	if err != nil {
-		return syscall.Signal(15)
-	}
-	return syscall.Signal(s)
-}
-
 func newStopCmd(g *globals) *cobra.Command {
 	var timeout int
 	cmd := &cobra.Command{
@@ -56,7 +49,7 @@ func newStopCmd(g *globals) *cobra.Command {
 				if cmd.Flags().Changed("time") {
 					t = time.Duration(timeout) * time.Second
 				}
-				return rt.Containers.Stop(c, stopSignal(c), t)
+				return rt.Containers.Stop(c, project.StopSignal(c), t)
 			})
 		},
 	}
@@ -72,7 +65,7 @@ func newRestartCmd(g *globals) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return eachContainer(g, args, func(rt *project.Runtime, c *rootless.Container) error {
-				if err := rt.Containers.Stop(c, stopSignal(c), time.Duration(timeout)*time.Second); err != nil {
+				if err := rt.Containers.Stop(c, project.StopSignal(c), time.Duration(timeout)*time.Second); err != nil {
 					return err
 				}
 				c, err := rt.Containers.Get(c.ID)

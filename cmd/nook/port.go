@@ -16,11 +16,7 @@ func newPortCmd(g *globals) *cobra.Command {
 		Short: "List a container's published ports, or where one of its ports is published",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := openRuntime()
-			if err != nil {
-				return err
-			}
-			c, err := getContainer(g, rt, args[0])
+			_, c, err := openContainer(g, args[0])
 			if err != nil {
 				return err
 			}

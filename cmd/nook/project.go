@@ -167,7 +167,7 @@ func stopProject(rt *project.Runtime, p *project.Project, kill bool) error {
 			if c.Labels[project.LabelService] != p.StartOrder[i] {
 				continue
 			}
-			sig, timeout := stopSignal(c), c.StopTimeout
+			sig, timeout := project.StopSignal(c), c.StopTimeout
 			if kill {
 				sig, timeout = syscall.SIGKILL, 0
 			}
