@@ -286,12 +286,17 @@ func (b *Builder) copyStep(cctx *Context, st *buildState, s Step) (bool, error) 
 		if err != nil {
 			return false, err
 		}
-		if err := b.cachePut(key, cacheEntry{Layer: &layer}); err != nil {
-			return false, err
-		}
-		st.addLayer(key, layer, s)
-		return false, nil
+		return false, b.keepLayer(st, key, layer, s)
 	}
+}
+
+// keepLayer caches the layer step s made under key and adds it to st.
+func (b *Builder) keepLayer(st *buildState, key string, l LayerDesc, s Step) error {
+	if err := b.cachePut(key, cacheEntry{Layer: &l}); err != nil {
+		return err
+	}
+	st.addLayer(key, l, s)
+	return nil
 }
 
 func (st *buildState) addLayer(key string, l LayerDesc, s Step) {
@@ -445,11 +450,7 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, s Step) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if err := b.cachePut(key, cacheEntry{Layer: &layer}); err != nil {
-		return false, err
-	}
-	st.addLayer(key, layer, s)
-	return false, nil
+	return false, b.keepLayer(st, key, layer, s)
 }
 
 // runEnv is a run step's environment: the image's, then the build

@@ -156,19 +156,7 @@ func TestBuiltImageIsValidOCI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ggcr's full validation gunzips every layer, and the store keeps them
-	// uncompressed: check the stored manifest and config fast, and the
-	// compressed form that leaves the store (push, save) in full.
-	if err := validate.Image(img, validate.Fast); err != nil {
-		t.Errorf("validate.Image(stored, Fast): %v", err)
-	}
-	out, err := s.V1Image(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Image(out); err != nil {
-		t.Errorf("validate.Image(as pushed): %v", err)
-	}
+	validateStored(t, s, d, img)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -295,5 +283,23 @@ func TestCopyWholeContextKeepsHiddenFiles(t *testing.T) {
 	want := []string{"dir app/ 0755 0:0", "file app/.env 0644 0:0 3", "file app/env 0644 0:0 5", "dir app/sub/ 0755 0:0", "file app/sub/.hidden 0644 0:0 1"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("copy . (-want +got):\n%s", diff)
+	}
+}
+
+// validateStored checks image d of s, read back as img, with ggcr's
+// validate. Its full validation gunzips every layer, and the store keeps
+// them uncompressed: the stored manifest and config are checked fast, and
+// the compressed form that leaves the store (push, save) in full.
+func validateStored(t *testing.T, s *Store, d v1.Hash, img v1.Image) {
+	t.Helper()
+	if err := validate.Image(img, validate.Fast); err != nil {
+		t.Errorf("validate.Image(stored, Fast): %v", err)
+	}
+	out, err := s.V1Image(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(out); err != nil {
+		t.Errorf("validate.Image(as pushed): %v", err)
 	}
 }

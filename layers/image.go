@@ -113,22 +113,23 @@ func (s *Store) PutImage(cfg v1.ConfigFile, layers []LayerDesc) (v1.Hash, error)
 	if cfg.OS == "" {
 		cfg.OS = "linux"
 	}
-	cfgData, err := json.Marshal(cfg)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("put image: %w", err)
-	}
-	cd, cn, err := s.WriteBlob(bytes.NewReader(cfgData))
+	cd, cn, err := s.writeJSONBlob(cfg)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("put image: config: %w", err)
 	}
 	m.Config = v1.Descriptor{MediaType: MediaConfig, Size: cn, Digest: cd}
-	mData, err := json.Marshal(m)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("put image: %w", err)
-	}
-	md, _, err := s.WriteBlob(bytes.NewReader(mData))
+	md, _, err := s.writeJSONBlob(m)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("put image: manifest: %w", err)
 	}
 	return md, nil
+}
+
+// writeJSONBlob stores v as a JSON blob.
+func (s *Store) writeJSONBlob(v any) (v1.Hash, int64, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	return s.WriteBlob(bytes.NewReader(data))
 }

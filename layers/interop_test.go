@@ -290,17 +290,7 @@ func TestBuildFromSkopeoLayout(t *testing.T) {
 				t.Errorf("built on %s: %s; built on the same base in its store: %s", tt.name, d, direct)
 			}
 
-			img := layoutImage(t, b.LayoutDir(), "test/derived:latest")
-			if err := validate.Image(img, validate.Fast); err != nil {
-				t.Errorf("validate.Image(stored, Fast): %v", err)
-			}
-			out, err := b.V1Image(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := validate.Image(out); err != nil {
-				t.Errorf("validate.Image(as pushed): %v", err)
-			}
+			validateStored(t, b, d, layoutImage(t, b.LayoutDir(), "test/derived:latest"))
 
 			// Importing again is answered from the import cache.
 			again, got := build(t, &Builder{Store: b}, derived(from))
