@@ -117,11 +117,11 @@ func TestGitCheckoutBurst(t *testing.T) {
 	if diff := cmp.Diff(sortedSet(wantRemoved), removed); diff != "" {
 		t.Errorf("removed paths of all batches (-want +got):\n%s", diff)
 	}
-	// Each batch but the last closes on quiet or on the cap; a burst of
-	// duration took fits in took/MaxWait+1 capped windows, plus the
-	// sentinel's own.
-	if limit := int(took/DefaultMaxWait) + 2; len(bs) > limit {
-		t.Errorf("burst of %v came as %d batches, want at most %d", took, len(bs), limit)
+	// The burst is coalesced. How many batches depends on how the writer
+	// was scheduled (a pause longer than the quiet window closes one), so
+	// the bound is loose: far fewer batches than changes.
+	if limit := len(want) / 4; len(bs) > limit {
+		t.Errorf("burst of %d changes in %v came as %d batches, want at most %d", len(want), took, len(bs), limit)
 	}
 }
 
