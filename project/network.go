@@ -110,10 +110,17 @@ func (rt *Runtime) upNetwork(p *Project, services []string, o UpOptions, existin
 			pn.ports[name] = ports
 		}
 	}
-	// Containers that stay get the new list too (a service was scaled).
+	// Containers that stay get the new list too, when it changed (a
+	// service was scaled). It is rewritten in place, as it is bind-mounted:
+	// a reader could see it half written, so an unchanged list (every
+	// dev-loop restart) is left alone.
 	for _, c := range existing {
-		if c.Network != nil && c.Network.Supervisor == pn.socket && c.Spec.Hosts != "" {
-			os.WriteFile(c.Spec.Hosts, []byte(hostsFile(c.Spec.Hostname, pn.hosts)), 0o644)
+		if c.Network == nil || c.Network.Supervisor != pn.socket || c.Spec.Hosts == "" {
+			continue
+		}
+		want := hostsFile(c.Spec.Hostname, pn.hosts)
+		if have, err := os.ReadFile(c.Spec.Hosts); err != nil || string(have) != want {
+			os.WriteFile(c.Spec.Hosts, []byte(want), 0o644)
 		}
 	}
 	return pn, nil
