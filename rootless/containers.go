@@ -294,11 +294,9 @@ func (cs *Containers) Remove(c *Container) error {
 	// The name goes first: a container without a name is invisible, one
 	// with a name and no folder would block the name.
 	os.Remove(filepath.Join(cs.Root, "names", c.Name))
-	if c.Network != nil && c.Network.Supervisor != "" {
-		// Its ports and address go with it; a supervisor that is gone
-		// released them already.
-		NetCall(c.Network.Supervisor, NetRequest{Op: "release", Name: c.Name})
-	}
+	// Its ports go with it; a supervisor that is gone released them
+	// already.
+	c.tellSupervisor("release")
 	// Marking the record gone first means a kill -9 halfway leaves a
 	// folder List skips, not a half-removed container.
 	os.Remove(filepath.Join(c.Dir, "config.json"))

@@ -35,7 +35,7 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		return 0, fmt.Errorf("start %s: it is already running", c.Name)
 	}
 	os.Remove(filepath.Join(c.Dir, stopFlag))
-	if c.Network != nil && c.Network.Supervisor != "" {
+	if c.supervisor() != "" {
 		if err := cs.startSupervised(c, opts); err != nil {
 			code := exitSetup
 			if ie, ok := err.(*InitError); ok {
@@ -102,7 +102,7 @@ func (cs *Containers) startSupervised(c *Container, opts StartOptions) error {
 	if opts.Attach {
 		return fmt.Errorf("start %s attached: it is on a project network, whose supervisor runs it; start it detached and follow it with nook logs -f", c.Name)
 	}
-	_, err := NetCall(c.Network.Supervisor, NetRequest{Op: "start", Root: cs.Root, ID: c.ID})
+	_, err := NetCall(c.supervisor(), NetRequest{Op: "start", Root: cs.Root, ID: c.ID})
 	var ne *NetError
 	switch {
 	case errors.As(err, &ne):
@@ -145,12 +145,10 @@ func (cs *Containers) Stop(c *Container, sig syscall.Signal, timeout time.Durati
 	if err := os.WriteFile(filepath.Join(c.Dir, stopFlag), nil, 0o600); err != nil {
 		return fmt.Errorf("stop %s: %w", c.Name, err)
 	}
-	if c.Network != nil && c.Network.Supervisor != "" {
-		// Its ports close first: a connection that comes while it stops,
-		// or before it is back, is refused at once instead of waiting on
-		// an address that nobody holds for a while.
-		NetCall(c.Network.Supervisor, NetRequest{Op: "detached", Name: c.Name})
-	}
+	// Its ports close first: a connection that comes while it stops, or
+	// before it is back, is refused at once instead of waiting on an
+	// address that nobody holds for a while.
+	c.tellSupervisor("detached")
 	if err := c.Signal(sig); err != nil {
 		return err
 	}

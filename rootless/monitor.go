@@ -206,9 +206,7 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 		go m.healthcheck(done)
 	}
 	code := ctr.Wait()
-	if c.Network != nil && c.Network.Supervisor != "" {
-		NetCall(c.Network.Supervisor, NetRequest{Op: "detached", Name: c.Name})
-	}
+	c.tellSupervisor("detached")
 	close(done)
 	copies.Wait()
 	// One write says both that it exited and whether it comes back, so no
@@ -229,8 +227,7 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 // supervisor does the work, or a network of the container's own. That one
 // is made while init sets up the rootfs; attach waits for it.
 func (c *Container) connector() (attach func(pid int) error, release func()) {
-	if c.Network != nil && c.Network.Supervisor != "" {
-		sock := c.Network.Supervisor
+	if sock := c.supervisor(); sock != "" {
 		return func(pid int) error {
 			_, err := NetCall(sock, NetRequest{Op: "attach", Name: c.Name, Pid: pid})
 			return err

@@ -56,6 +56,24 @@ type NetworkConfig struct {
 	Ports      []PublishedPort `json:"ports,omitempty"`
 }
 
+// supervisor is the socket of the project network's supervisor c is on;
+// "" for a container with no project network.
+func (c *Container) supervisor() string {
+	if c.Network == nil {
+		return ""
+	}
+	return c.Network.Supervisor
+}
+
+// tellSupervisor sends op about c to its project network's supervisor, if
+// it has one, and ignores the answer: for news a supervisor that is gone
+// has no use for ("detached", "release").
+func (c *Container) tellSupervisor(op string) {
+	if sock := c.supervisor(); sock != "" {
+		NetCall(sock, NetRequest{Op: op, Name: c.Name})
+	}
+}
+
 // OwnNetwork is a network a monitor made for its container alone.
 type OwnNetwork interface {
 	// Attach connects the container whose init is pid.
