@@ -43,9 +43,6 @@ func (r Report) OK() bool {
 	return len(r.Checks) > 0
 }
 
-// Probe is ProbeDir(os.TempDir()).
-func Probe() Report { return ProbeDir(os.TempDir()) }
-
 // ProbeDir enters nook's user namespace in a child and checks, in order:
 // that it can be created ("userns"), that the child is uid and gid 0
 // ("uid") with the maps of HostMapping ("idmap"), that overlayfs mounts
