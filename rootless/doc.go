@@ -24,6 +24,6 @@
 //		os.Exit(cli.Execute())
 //	}
 //
-// The parent starts a child with Command("unpack", args...).Run(). Probe
+// The parent starts a child with Command("unpack", args...).Run(). ProbeDir
 // checks what the namespace can do on this machine, for nook doctor and tests.
 package rootless
