@@ -95,10 +95,8 @@ func (d *doctor) network() Check {
 // inside each private network.
 func (d *doctor) nft() Check {
 	const name = "nft"
-	for _, file := range []string{"nft", "/usr/sbin/nft", "/sbin/nft"} { // as netns.LookSbin
-		if p, err := d.lookPath(file); err == nil {
-			return pass(name, fmt.Sprintf("%s masquerades containers' outbound traffic", p))
-		}
+	if p, err := LookSbin(d.lookPath, "nft"); err == nil {
+		return pass(name, fmt.Sprintf("%s masquerades containers' outbound traffic", p))
 	}
 	return warn(name, "nft is not installed: containers on a private network cannot reach beyond it (their project's containers and published ports work with outbound = \"none\")",
 		d.sudo()+"apt-get install nftables")

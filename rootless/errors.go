@@ -88,3 +88,19 @@ func lookHelper(name string) (string, error) {
 	}
 	return path, nil
 }
+
+// LookSbin finds an administration tool such as nft(8) with look (as
+// exec.LookPath): in $PATH, else in /usr/sbin or /sbin, which Debian
+// leaves out of ordinary users' $PATH.
+func LookSbin(look func(string) (string, error), name string) (string, error) {
+	p, err := look(name)
+	if err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p, err2 := look(dir + "/" + name); err2 == nil {
+			return p, nil
+		}
+	}
+	return "", err
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
 // Defaults for Options' zero values.
@@ -114,7 +116,7 @@ func Create(opts Options) (n *Network, err error) {
 	}
 	cfg := holderConfig{Bridge: opts.Bridge, Addr: netip.PrefixFrom(n.gateway, n.subnet.Bits()), MTU: opts.MTU}
 	if outbound != OutboundNone {
-		if cfg.NFT, err = LookSbin("nft"); err != nil {
+		if cfg.NFT, err = rootless.LookSbin(exec.LookPath, "nft"); err != nil {
 			return n, fmt.Errorf("create network: %w", &hintError{
 				err:  fmt.Errorf("outbound traffic is masqueraded with nft(8): %w", err),
 				hint: `sudo apt-get install nftables; or, in a project, [network] outbound = "none"`,
@@ -253,21 +255,6 @@ func (n *Network) UplinkPid() int {
 		return 0
 	}
 	return n.uplink.cmd.Process.Pid
-}
-
-// LookSbin finds an administration tool such as nft(8): in $PATH, else
-// in /usr/sbin or /sbin, which Debian leaves out of ordinary users' $PATH.
-func LookSbin(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if p, err2 := exec.LookPath(dir + "/" + name); err2 == nil {
-			return p, nil
-		}
-	}
-	return "", err
 }
 
 // freeSubnet returns the first 10.89.N.0/24 that overlaps none of the

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nook-dev/nook/rootless"
 	"golang.org/x/sys/unix"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
 // driver drives driverMain in nook's user namespace.
@@ -54,7 +55,7 @@ func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*driver,
 		unavailable(t, "cannot enter a user namespace: %v", usernsErr)
 	}
 	if outbound != "none" {
-		if _, err := LookSbin("nft"); err != nil {
+		if _, err := rootless.LookSbin(exec.LookPath, "nft"); err != nil {
 			unavailable(t, "outbound needs nft(8): %v", err)
 		}
 		if outbound != "auto" {
