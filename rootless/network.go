@@ -133,16 +133,13 @@ type NetReply struct {
 	Hint  string `json:"hint,omitempty"`
 	// Code is the exit status Docker would give a "start" that failed.
 	Code  int               `json:"code,omitempty"`
-	Addrs map[string]string `json:"addrs,omitempty"` // name -> address
+	Addrs map[string]string `json:"addrs,omitempty"` // "reserve": name -> address
 	Info  *NetInfo          `json:"info,omitempty"`
 }
 
 // NetInfo describes a running supervisor.
 type NetInfo struct {
-	Pid          int    `json:"pid"`
 	Generation   string `json:"generation"` // differs for every supervisor ever started
-	Subnet       string `json:"subnet"`
-	Gateway      string `json:"gateway"`
 	Outbound     string `json:"outbound"`
 	HostLoopback string `json:"host_loopback,omitempty"`
 	DNS          string `json:"dns,omitempty"`

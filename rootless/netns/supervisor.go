@@ -152,8 +152,8 @@ func supervisorMain() int {
 	defer os.Remove(sock)
 	s := &supervisor{n: n, l: l, ports: map[string]*published{}, quit: make(chan struct{})}
 	s.info = rootless.NetInfo{
-		Pid: os.Getpid(), Generation: strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(rootless.ProcessStart(os.Getpid()), 10),
-		Subnet: n.Subnet().String(), Gateway: n.Gateway().String(), Outbound: string(n.Outbound()),
+		Generation: strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(rootless.ProcessStart(os.Getpid()), 10),
+		Outbound:   string(n.Outbound()),
 	}
 	if a, ok := n.HostLoopback(); ok {
 		s.info.HostLoopback = a.String()
@@ -258,14 +258,10 @@ func (s *supervisor) handle(req rootless.NetRequest, rep *rootless.NetReply) err
 		}
 		return rootless.ParseReport(rootless.SpawnMonitor(req.Root, req.ID), c.Name)
 	case "attach":
-		ip, err := s.n.Attach(req.Pid, req.Name)
-		if err != nil {
+		if _, err := s.n.Attach(req.Pid, req.Name); err != nil {
 			return err
 		}
-		if err := s.open(req.Name); err != nil {
-			return err
-		}
-		rep.Addrs = map[string]string{req.Name: ip.String()}
+		return s.open(req.Name)
 	case "detached":
 		// Its container exited: connections to its ports are refused at
 		// once, not left waiting on a SYN to an address nobody holds
