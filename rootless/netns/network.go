@@ -156,11 +156,6 @@ func (n *Network) nsPath() string { return "/proc/" + strconv.Itoa(n.holder.pid(
 // HolderPid is the pid of the process holding the hub namespace.
 func (n *Network) HolderPid() int { return n.holder.pid() }
 
-// Subnet is the bridge's subnet; Gateway its address in it, every
-// container's default route.
-func (n *Network) Subnet() netip.Prefix { return n.subnet }
-func (n *Network) Gateway() netip.Addr  { return n.gateway }
-
 // Outbound says which uplink runs (OutboundNone if none).
 func (n *Network) Outbound() Outbound {
 	if n.uplink == nil {
