@@ -2,9 +2,12 @@ package rootless
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // entryRemove removes its arguments from inside the user namespace.
@@ -25,16 +28,19 @@ func init() {
 // RemoveAll removes paths that may hold files only nook's user namespace
 // can remove: a container's writable layer holds files owned by the
 // image's users (subordinate ids outside), and overlay leaves a mode-000
-// work folder behind. Root, or a process already uid 0 in the namespace,
-// removes them directly; anyone else does it through the namespace.
+// work folder behind. Every caller first tries itself: root, or a process
+// already uid 0 in the namespace, can; outside, the container's root's
+// files are the user's, and a container often makes no others. What is
+// left after that goes through the namespace.
 func RemoveAll(paths ...string) error {
-	if os.Geteuid() == 0 {
-		for _, p := range paths {
-			if err := os.RemoveAll(p); err != nil {
-				return err
-			}
+	var err error
+	for _, p := range paths {
+		if err = removeOwn(p); err != nil {
+			break
 		}
-		return nil
+	}
+	if err == nil || os.Geteuid() == 0 {
+		return err
 	}
 	c := Command(entryRemove, paths...)
 	var stderr bytes.Buffer
@@ -46,4 +52,24 @@ func RemoveAll(paths ...string) error {
 		return fmt.Errorf("remove %s: %w", strings.Join(paths, " "), err)
 	}
 	return nil
+}
+
+// removeOwn is os.RemoveAll that also opens up folders this process owns
+// but may not read: overlay makes its work folder mode 000, and puts a
+// folder in it on a volatile mount.
+func removeOwn(p string) error {
+	for {
+		err := os.RemoveAll(p)
+		var pe *os.PathError
+		if !errors.As(err, &pe) || pe.Op != "openfdat" || !errors.Is(err, os.ErrPermission) {
+			return err
+		}
+		var st unix.Stat_t
+		if unix.Lstat(pe.Path, &st) != nil || st.Uid != uint32(os.Geteuid()) || st.Mode&0o700 == 0o700 {
+			return err // not ours to open, or open already: no progress to make
+		}
+		if os.Chmod(pe.Path, 0o700) != nil {
+			return err
+		}
+	}
 }
