@@ -14,17 +14,25 @@ import (
 // overlay lowerdirs, shared by every container that uses the layer.
 func (s *Store) LayerDir() string { return s.path("layers") }
 
+// IsUnpacked reports whether layer d is unpacked already, and where (as
+// Unpacked returns it): anyone may use it then, outside the namespace too.
+func (s *Store) IsUnpacked(d v1.Hash) (string, bool) {
+	rel := filepath.Join(d.Algorithm, d.Hex)
+	_, err := os.Stat(filepath.Join(s.LayerDir(), rel))
+	return rel, err == nil
+}
+
 // Unpacked returns the folder (relative to LayerDir) holding layer d
 // unpacked in overlay's format, unpacking it first if needed. The caller
 // must be uid 0 in nook's user namespace (or root) so files keep their
 // owners; ignoreChown is for a single-id mapping, where they cannot.
 // Concurrent callers may both unpack a layer; one folder wins, whole.
 func (s *Store) Unpacked(d v1.Hash, ignoreChown bool) (string, error) {
-	rel := filepath.Join(d.Algorithm, d.Hex)
-	final := filepath.Join(s.LayerDir(), rel)
-	if _, err := os.Stat(final); err == nil {
+	rel, ok := s.IsUnpacked(d)
+	if ok {
 		return rel, nil
 	}
+	final := filepath.Join(s.LayerDir(), rel)
 	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return "", fmt.Errorf("unpack layer %s: %w", d, err)
 	}

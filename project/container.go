@@ -1,6 +1,7 @@
 package project
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,6 +39,12 @@ func OpenRuntime(root string) (*Runtime, error) {
 	}
 	return &Runtime{Store: s, Containers: cs, Mapping: m}, nil
 }
+
+// ErrNeedsNamespace is CreateContainer's answer outside nook's user
+// namespace (to an ordinary user's process) when the image's layers are
+// not all unpacked: unpacking gives files the image's owners, which only
+// the namespace can. Run it again inside.
+var ErrNeedsNamespace = errors.New("create container: the image's layers must be unpacked inside nook's user namespace")
 
 // ContainerOptions describe a container to create from an image, as
 // `nook create` and `nook run` take them. Empty fields take the image's
@@ -87,6 +94,14 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	}
 	var lowers []string
 	for _, l := range slices.Backward(im.Layers()) {
+		if os.Geteuid() != 0 {
+			dir, ok := rt.Store.IsUnpacked(l)
+			if !ok {
+				return nil, ErrNeedsNamespace
+			}
+			lowers = append(lowers, dir)
+			continue
+		}
 		dir, err := rt.Store.Unpacked(l, rt.Mapping.Kind == rootless.MapSingle)
 		if err != nil {
 			return nil, fmt.Errorf("create container: %w", err)

@@ -167,13 +167,7 @@ func (c *Cmd) Start() error {
 		return nil
 	}
 	syncR.Close()
-	// The two maps are independent files: write them at once (each
-	// helper is a setuid process start, about a millisecond).
-	pid := cmd.Process.Pid
-	gidErr := make(chan error, 1)
-	go func() { gidErr <- runHelper(newgidmap, pid, m.GIDs) }()
-	uidErr := runHelper(newuidmap, pid, m.UIDs)
-	if err := cmp.Or(uidErr, <-gidErr); err != nil {
+	if err := writeMaps(newuidmap, newgidmap, cmd.Process.Pid, m); err != nil {
 		c.abort()
 		return err
 	}
@@ -284,6 +278,15 @@ func (c *Cmd) Wait() error {
 	c.done = nil
 	c.ProcessState = c.cmd.ProcessState
 	return err
+}
+
+// writeMaps installs m for the process pid with newuidmap and newgidmap.
+// The two maps are independent files: it writes them at once (each helper
+// is a setuid process start, about a millisecond).
+func writeMaps(newuidmap, newgidmap string, pid int, m *Mapping) error {
+	gidErr := make(chan error, 1)
+	go func() { gidErr <- runHelper(newgidmap, pid, m.GIDs) }()
+	return cmp.Or(runHelper(newuidmap, pid, m.UIDs), <-gidErr)
 }
 
 // runHelper runs newuidmap or newgidmap PID (CONTAINER HOST SIZE)...

@@ -26,4 +26,17 @@
 //
 // The parent starts a child with Command("unpack", args...).Run(). ProbeDir
 // checks what the namespace can do on this machine, for nook doctor and tests.
+//
+// # Starting a container
+//
+// A container's init (PID 1) is nook again, cloned into the container's
+// namespaces and run from a file its root cannot write. Inside nook's
+// namespace (a monitor, a project's network supervisor), that is nook's
+// binary through a read-only overlay, else a sealed memfd copy. An
+// ordinary user's CLI running a container in the foreground skips the
+// namespace and the monitor: it clones init straight into a user
+// namespace of its own, whose mapping leaves out the highest subordinate
+// id, and runs it from the init copy, a copy of nook that id owns (see
+// initcopy.go). One Go process start fewer, which is most of what
+// `nook run` costs.
 package rootless

@@ -147,7 +147,7 @@ func handleExec(conn *net.UnixConn, spec *Spec, r *reaper) {
 	}
 	ch := make(chan int, 1)
 	r.mu.Lock()
-	err = cmd.Start()
+	err = startCleared(cmd)
 	if err == nil {
 		r.waiting[cmd.Process.Pid] = ch
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -127,7 +128,7 @@ func initMain() int {
 		go serveExec(execs, &spec, r)
 	}
 	r.mu.Lock()
-	err = cmd.Start()
+	err = startCleared(cmd)
 	r.mu.Unlock()
 	if err != nil {
 		return fail(exitCodeFor(err), fmt.Errorf("start %s: %w", spec.Process.Args[0], err))
@@ -135,6 +136,20 @@ func initMain() int {
 	fmt.Fprintln(status, "ok")
 	status.Close()
 	return r.reap(cmd.Process.Pid, sigs)
+}
+
+// startCleared starts a process of the container's from a thread whose
+// inheritable and ambient capabilities are empty. An init started from
+// outside nook's namespace holds both in full on every thread (see
+// startInit), and a non-root process would keep what they grant; each
+// thread has its own sets, so the one that forks must be cleared.
+func startCleared(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := ClearInheritedCaps(); err != nil {
+		return err
+	}
+	return cmd.Start()
 }
 
 // sendConsole opens a pty in the container's devpts (we are past

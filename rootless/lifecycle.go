@@ -24,13 +24,19 @@ type StartOptions struct {
 	Stdout, Stderr io.Writer // attached only
 	// Mapping is the id mapping to run with; nil means HostMapping().
 	Mapping *Mapping
+	// Prestarted is the container's init, if Prestart cloned it already.
+	// Start takes it, or cancels it when it does not fit.
+	Prestarted *Prestarted
 }
 
 // Start starts a created or exited container through a monitor in nook's
-// user namespace. Attached, it returns the container's exit status.
+// user namespace; attached, an ordinary user's process is the monitor
+// itself and starts init in a namespace of its own, where it can (see
+// hostLaunch). Attached, it returns the container's exit status.
 // Detached, it returns 0 once the container runs. A container that cannot
 // start gives an *InitError carrying Docker's status for it.
 func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
+	defer opts.Prestarted.Cancel() // unless a monitor took it
 	if c.State.Status == StatusRunning || c.State.Status == StatusRestarting {
 		return 0, fmt.Errorf("start %s: it is already running", c.Name)
 	}
@@ -48,8 +54,31 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 	if opts.Attach && os.Geteuid() == 0 && !IsHostRoot() && !c.KeepID {
 		// Already uid 0 in nook's namespace (the CLI re-executed itself
 		// there): this process is the monitor, one process start saved.
-		return c.monitor(cs, true, opts.Stdin != nil, func(string) {}), nil
+		return c.monitor(cs, true, opts.Stdin != nil, nil, nil, func(string) {}), nil
 	}
+	if pre := opts.Prestarted; pre != nil && !pre.fits(c, opts) {
+		pre.Cancel()
+		opts.Prestarted = nil
+	}
+	if opts.Attach && !c.KeepID && c.Spec.Network != NetworkPrivate && os.Geteuid() != 0 {
+		// Outside nook's namespace: this process is the monitor too, and
+		// init's namespace comes with its clone (see hostLaunch).
+		if pre := opts.Prestarted; pre != nil {
+			return c.monitor(cs, true, opts.Stdin != nil, pre.via, pre, func(string) {}), nil
+		}
+		m := opts.Mapping
+		if m == nil {
+			hm, err := HostMapping()
+			if err != nil {
+				return exitSetup, fmt.Errorf("start %s: %w", c.Name, err)
+			}
+			m = &hm
+		}
+		if via := cs.hostLaunch(*m); via != nil {
+			return c.monitor(cs, true, opts.Stdin != nil, via, nil, func(string) {}), nil
+		}
+	}
+	opts.Prestarted.Cancel() // before a monitor of another kind starts
 	mode := "detached"
 	if opts.Attach {
 		mode = "attached"
@@ -74,6 +103,9 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		if errors.As(err, &ee) {
 			return ee.ExitCode(), nil
 		}
+		if err != nil && c.Remove {
+			cs.Remove(c) // its monitor, which would have, never ran
+		}
 		return 0, err
 	}
 	reportR, reportW, err := os.Pipe()
@@ -86,6 +118,9 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 	err = cmd.Start()
 	reportW.Close()
 	if err != nil {
+		if c.Remove {
+			cs.Remove(c) // its monitor, which would have, never ran
+		}
 		return 0, fmt.Errorf("start %s: %w", c.Name, err)
 	}
 	line, _ := bufio.NewReader(reportR).ReadString('\n')

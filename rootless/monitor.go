@@ -49,14 +49,18 @@ func monitorMain() int {
 		report(startReport(exitSetup, err))
 		return exitSetup
 	}
-	return c.monitor(cs, attached, withStdin, report)
+	return c.monitor(cs, attached, withStdin, nil, nil, report)
 }
 
-func (c *Container) monitor(cs *Containers, attached, withStdin bool, report func(string)) int {
+// monitor runs the container until it is done with it, as monitorMain
+// describes. via is how a monitor outside nook's namespace starts init,
+// and pre, if set, the init of its first start.
+func (c *Container) monitor(cs *Containers, attached, withStdin bool, via *hostLaunch, pre *Prestarted, report func(string)) int {
 	// Signals sent to the monitor are passed on to the container. When the
 	// monitor is in the foreground of a terminal, Ctrl-C and Ctrl-\ reach
 	// the container's init from the terminal itself: those are not passed
 	// on twice (see forward).
+	defer pre.Cancel() // unless runOnce took it
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
@@ -66,7 +70,7 @@ func (c *Container) monitor(cs *Containers, attached, withStdin bool, report fun
 		return c.failed(exitSetup, fmt.Errorf("open log: %w", err), report)
 	}
 	defer logFile.Close()
-	m := &monitor{c: c, log: &logSink{f: logFile}, attached: attached, withStdin: withStdin, sigs: sigs}
+	m := &monitor{c: c, log: &logSink{f: logFile}, attached: attached, withStdin: withStdin, sigs: sigs, via: via, pre: pre}
 	if c.Spec.Network == NetworkPrivate {
 		attach, release := c.connector()
 		defer release()
@@ -119,6 +123,8 @@ type monitor struct {
 	attached, withStdin bool
 	sigs                chan os.Signal
 	attach              func(pid int) error // connects a private network; nil otherwise
+	via                 *hostLaunch         // set outside nook's namespace
+	pre                 *Prestarted         // the first start's init, if Prestart made it
 	mu                  sync.Mutex          // guards c.State against the healthcheck
 }
 
@@ -137,33 +143,27 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	if m.attached {
 		stdoutCopy, stderrCopy = os.Stdout, os.Stderr
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return exitSetup, err
+	// A start that fails reports Docker's status for it.
+	failed := func(err error) (int, error) {
+		code := exitSetup
+		if ie, ok := err.(*InitError); ok {
+			code = ie.Code
+		}
+		report(startReport(code, err))
+		return code, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return exitSetup, err
+	s := m.spawn()
+	if s.err != nil {
+		return failed(s.err)
 	}
 	var copies sync.WaitGroup
 	copies.Add(2)
-	go m.log.copy("stdout", outR, stdoutCopy, &copies)
-	go m.log.copy("stderr", errR, stderrCopy, &copies)
-	var stdin io.Reader
-	if m.withStdin && !c.Spec.Process.Terminal {
-		stdin = os.Stdin
-	}
-	ctr, err := startInit(&c.Spec, stdin, outW, errW, m.attach)
-	outW.Close()
-	errW.Close()
+	go m.log.copy("stdout", s.outR, stdoutCopy, &copies)
+	go m.log.copy("stderr", s.errR, stderrCopy, &copies)
+	ctr, err := s.p.start(&c.Spec, m.attach)
 	if err != nil {
 		copies.Wait()
-		if ie, ok := err.(*InitError); ok {
-			report(startReport(ie.Code, err))
-			return ie.Code, err
-		}
-		report(startReport(exitSetup, err))
-		return exitSetup, err
+		return failed(err)
 	}
 	if ctr.Console != nil {
 		// With a terminal the container's output comes from the pty, all
@@ -220,6 +220,21 @@ func (m *monitor) runOnce(report func(string)) (int, error) {
 	}
 	m.update(func(s *State) { s.Status, s.ExitCode, s.FinishedAt = next, code, time.Now().UTC() })
 	return code, nil
+}
+
+// spawn clones the container's init, or takes the one Prestart cloned.
+func (m *monitor) spawn() spawned {
+	if pre := m.pre; pre != nil {
+		m.pre = nil
+		if s, ok := pre.take(); ok {
+			return s
+		}
+	}
+	var stdin io.Reader
+	if m.withStdin && !m.c.Spec.Process.Terminal {
+		stdin = os.Stdin
+	}
+	return spawnWithPipes(shapeOf(&m.c.Spec), stdin, m.via)
 }
 
 // connector returns how to attach the container's private network at

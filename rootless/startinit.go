@@ -305,98 +305,179 @@ func ParseReport(line, name string) error {
 // returns once the main process runs, or with an *InitError saying why it
 // could not. The init gets SIGKILL if the calling process dies.
 func StartInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer) (*RunningInit, error) {
-	return startInit(spec, stdin, stdout, stderr, nil)
-}
-
-// startInit is StartInit for a spec with a private network: attach
-// connects init's network namespace while init sets up the rootfs, and the
-// command starts only after it returned nil.
-func startInit(spec *Spec, stdin io.Reader, stdout, stderr io.Writer, attach func(pid int) error) (*RunningInit, error) {
-	if spec.Network == NetworkPrivate && attach == nil {
-		return nil, errors.New("start container init: a private network needs the monitor to attach it")
-	}
-	self, err := sealedSelf()
+	p, err := spawnInit(shapeOf(spec), stdin, stdout, stderr, nil)
 	if err != nil {
 		return nil, err
 	}
+	return p.start(spec, nil)
+}
+
+// initShape is what the clone of a container's init depends on; the
+// rest comes with its spec.
+type initShape struct {
+	hostNetwork bool // it shares the caller's network namespace
+	terminal    bool // it sends back the master of the main process's pty
+}
+
+func shapeOf(spec *Spec) initShape {
+	return initShape{hostNetwork: spec.Network == NetworkHost, terminal: spec.Process.Terminal}
+}
+
+// pendingInit is a container's init that runs and waits for its spec.
+type pendingInit struct {
+	in                            *RunningInit
+	shape                         initShape
+	specW, statusR, consoleParent *os.File
+}
+
+// spawnInit clones a container's init and returns once it waits for its
+// spec. via, for a caller outside any user namespace, makes init's user
+// namespace in the same clone, runs init from the init copy and installs
+// the maps before it returns.
+func spawnInit(shape initShape, stdin io.Reader, stdout, stderr io.Writer, via *hostLaunch) (_ *pendingInit, err error) {
+	path := "/proc/self/fd/" + strconv.Itoa(initConsoleFD+1)
+	var self *os.File
+	if via != nil {
+		path = via.path
+	} else if self, err = sealedSelf(); err != nil {
+		return nil, err
+	}
+	p := &pendingInit{shape: shape}
+	var files []*os.File // what to close, with p's, on failure
+	defer func() {
+		if err != nil {
+			closeAll(files)
+			p.closeFiles()
+		}
+	}()
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer specR.Close()
+	p.specW, files = specW, append(files, specR)
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
-		specW.Close()
 		return nil, err
 	}
-	defer statusR.Close()
-
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.Network != "host" {
-		flags |= unix.CLONE_NEWNET
-	}
-	var consoleParent, consoleChild *os.File
-	if spec.Process.Terminal {
+	p.statusR, files = statusR, append(files, statusW)
+	var consoleChild *os.File
+	if shape.terminal {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			specW.Close()
-			statusW.Close()
 			return nil, fmt.Errorf("start container init: %w", err)
 		}
-		consoleParent, consoleChild = os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console")
-		defer consoleParent.Close()
-		defer consoleChild.Close()
+		p.consoleParent, consoleChild = os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console")
+		files = append(files, consoleChild)
 	}
-	// The sealed copy travels last, as fd 6, so that the dup2s onto 3 to 5
+
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if !shape.hostNetwork {
+		flags |= unix.CLONE_NEWNET
+	}
+	// A sealed copy travels last, as fd 6, so that the dup2s onto 3 to 5
 	// cannot clobber it before execve opens it.
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(initConsoleFD+1),
+		Path:       path,
 		Args:       []string{"nook-init"},
 		Env:        []string{envSelf + "=" + entryInit},
 		Stdin:      stdin,
 		Stdout:     stdout,
 		Stderr:     stderr,
-		ExtraFiles: []*os.File{specR, statusW, consoleChild, self},
+		ExtraFiles: []*os.File{specR, statusW, consoleChild},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
-	in := &RunningInit{cmd: cmd}
-	in.done, err = startOnLockedThread(cmd, ClearInheritedCaps)
-	statusW.Close()
+	if self != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, self)
+	}
+	if via != nil {
+		// As in Cmd.Start: the execve comes before the maps exist, and
+		// ambient capabilities carry the clone's full set through it.
+		// Init clears them before it starts anything (startCleared).
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
+		cmd.SysProcAttr.AmbientCaps = allCaps()
+	}
+	p.in = &RunningInit{cmd: cmd}
+	p.in.done, err = startOnLockedThread(cmd, ClearInheritedCaps)
+	closeAll(files) // the child's ends
+	files = nil
 	if err != nil {
-		specW.Close()
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
-	in.Pid = cmd.Process.Pid
-	err = json.NewEncoder(specW).Encode(spec)
+	p.in.Pid = cmd.Process.Pid
+	if via != nil {
+		// Init waits for its spec, so it runs mapped.
+		if err := writeMaps(via.newuidmap, via.newgidmap, p.in.Pid, &via.mapping); err != nil {
+			p.cancel()
+			return nil, initError("start container init", err)
+		}
+	}
+	return p, nil
+}
+
+// initError is err as an *InitError of status 125, keeping its hint.
+func initError(op string, err error) *InitError {
+	ie := &InitError{Code: exitSetup, Msg: op + ": " + err.Error()}
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		ie.hint = h.Hint()
+	}
+	return ie
+}
+
+func (p *pendingInit) closeFiles() {
+	for _, f := range []*os.File{p.specW, p.statusR, p.consoleParent} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// cancel kills a pending init, waits for it and releases its files.
+func (p *pendingInit) cancel() {
+	p.in.cmd.Process.Kill() // first: init must not see EOF and report that instead
+	p.closeFiles()
+	p.in.Wait()
+}
+
+// start sends init its spec and returns once the main process runs. For
+// a private network, attach connects init's network namespace while init
+// sets up the rootfs; the command starts only after it returned nil.
+func (p *pendingInit) start(spec *Spec, attach func(pid int) error) (*RunningInit, error) {
+	in := p.in
+	defer p.closeFiles()
+	if spec.Network == NetworkPrivate && attach == nil {
+		p.cancel()
+		return nil, errors.New("start container init: a private network needs the monitor to attach it")
+	}
+	if shapeOf(spec) != p.shape {
+		p.cancel()
+		return nil, errors.New("start container init: it was cloned for another spec")
+	}
+	err := json.NewEncoder(p.specW).Encode(spec)
 	if err == nil && spec.Network == NetworkPrivate {
 		if aerr := attach(in.Pid); aerr != nil {
 			in.cmd.Process.Kill() // first: init must not see EOF and report that instead
-			specW.Close()
+			p.specW.Close()
 			in.Wait()
 			// Init may have failed first (a command not found), taking its
 			// namespace with it: then its reason is the one to give.
-			if line, _ := bufio.NewReader(statusR).ReadString('\n'); line != "" {
+			if line, _ := bufio.NewReader(p.statusR).ReadString('\n'); line != "" {
 				if err := ParseReport(line, "container"); err != nil {
 					return nil, err
 				}
 			}
-			var h interface{ Hint() string }
-			ie := &InitError{Code: exitSetup, Msg: "connect the container's network: " + aerr.Error()}
-			if errors.As(aerr, &h) {
-				ie.hint = h.Hint()
-			}
-			return nil, ie
+			return nil, initError("connect the container's network", aerr)
 		}
-		_, err = io.WriteString(specW, "attached\n")
+		_, err = io.WriteString(p.specW, "attached\n")
 	}
-	specW.Close()
-	line, _ := bufio.NewReader(statusR).ReadString('\n')
+	p.specW.Close()
+	line, _ := bufio.NewReader(p.statusR).ReadString('\n')
 	line = strings.TrimSpace(line)
-	if err == nil && line == "ok" && consoleParent != nil {
-		in.Console, err = recvConsole(consoleParent)
+	if err == nil && line == "ok" && p.consoleParent != nil {
+		in.Console, err = recvConsole(p.consoleParent)
 	}
 	if err == nil && line == "ok" {
 		return in, nil

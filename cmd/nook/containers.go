@@ -108,19 +108,41 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (project.Contai
 	return o, nil
 }
 
-// create makes the container the flags and args describe.
-func (f *createFlags) create(cmd *cobra.Command, args []string) (*project.Runtime, *rootless.Container, error) {
+// create makes the container the flags and args describe. With attach
+// (run in the foreground), it first has its init cloned, to overlap the
+// creation (see rootless.Containers.Prestart); the caller passes the
+// result on to Start. An ordinary user's CLI gets errInside where the
+// command must run inside nook's namespace instead.
+func (f *createFlags) create(cmd *cobra.Command, args []string, attach bool) (*project.Runtime, *rootless.Container, *rootless.Prestarted, error) {
 	o, err := f.options(cmd, args)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rt, err := openRuntime()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if !runHere(rt) {
+		return nil, nil, nil, errInside
+	}
+	var pre *rootless.Prestarted
+	if attach && !o.KeepID {
+		pre = rt.Containers.Prestart(rt.Mapping, o.Network, o.Terminal, f.interactive)
 	}
 	c, err := rt.CreateContainer(o)
-	return rt, c, err
+	if err != nil {
+		pre.Cancel()
+		if errors.Is(err, project.ErrNeedsNamespace) {
+			err = errInside
+		}
+		return nil, nil, nil, err
+	}
+	return rt, c, pre, nil
 }
+
+// errInside is create's answer when the command must run again inside
+// nook's user namespace.
+var errInside = errors.New("this needs nook's user namespace")
 
 func newCreateCmd(g *globals) *cobra.Command {
 	var f createFlags
@@ -129,7 +151,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a container without starting it",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := f.create(cmd, args)
+			_, c, _, err := f.create(cmd, args, false)
 			if err != nil {
 				return err
 			}
@@ -151,11 +173,14 @@ func newRunCmd(g *globals) *cobra.Command {
 		Long:  "Create and start a container. In the foreground nook returns the container's exit status;\nwith -d it prints the container's id and leaves it running.",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := f.create(cmd, args)
+			rt, c, pre, err := f.create(cmd, args, !detach)
+			if errors.Is(err, errInside) {
+				return reexec(g)
+			}
 			if err != nil {
 				return err
 			}
-			return startContainer(g, rt, c, !detach, f.interactive)
+			return startContainer(g, rt, c, !detach, f.interactive, pre)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
@@ -166,8 +191,8 @@ func newRunCmd(g *globals) *cobra.Command {
 
 // startContainer starts c attached (returning its exit status as the
 // CLI's) or detached (printing its id).
-func startContainer(g *globals, rt *project.Runtime, c *rootless.Container, attach, stdin bool) error {
-	opts := rootless.StartOptions{Attach: attach, Stdout: g.stdout, Stderr: g.stderr, Mapping: &rt.Mapping}
+func startContainer(g *globals, rt *project.Runtime, c *rootless.Container, attach, stdin bool, pre *rootless.Prestarted) error {
+	opts := rootless.StartOptions{Attach: attach, Stdout: g.stdout, Stderr: g.stderr, Mapping: &rt.Mapping, Prestarted: pre}
 	if stdin {
 		opts.Stdin = os.Stdin
 	}
@@ -222,9 +247,9 @@ func newStartCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if attach {
-					return startContainer(g, rt, c, true, interactive)
+					return startContainer(g, rt, c, true, interactive, nil)
 				}
-				if err := startContainer(g, rt, c, false, false); err != nil {
+				if err := startContainer(g, rt, c, false, false, nil); err != nil {
 					return err
 				}
 			}

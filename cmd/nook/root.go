@@ -33,6 +33,7 @@ type globals struct {
 
 	stdout, stderr io.Writer
 	log            *log.Logger
+	args           []string // the whole command line, for a re-exec into the namespace
 
 	project       *project.Project // loaded once, by currentProject
 	projectLoaded bool
@@ -61,8 +62,7 @@ func storeRoot() (string, error) {
 
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
-	fullArgs := args // the whole command line, for a re-exec into the namespace
+	g := &globals{stdout: stdout, stderr: stderr, args: args}
 	ranCommand := false
 	root := &cobra.Command{
 		Use:           "nook",
@@ -79,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				level = log.DebugLevel
 			}
 			g.log = newLogger(stderr, level)
-			return reexecIfNeeded(g, cmd, fullArgs)
+			return reexecIfNeeded(g, cmd)
 		},
 	}
 	// The global flags work before the command (`nook -f a.toml -f b.toml
@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		inUserns(newLoadCmd(g)),
 		inUserns(newImportCmd(g)),
 		inUserns(newPruneCmd(g)),
-		inUserns(newRunCmd(g)),
+		inUsernsUnlessReady(newRunCmd(g)),
 		inUserns(newCreateCmd(g)),
 		inUserns(newStartCmd(g)),
 		newStopCmd(g),

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -486,23 +487,35 @@ func fileSHA256(t *testing.T, name string) string {
 
 // TestProcOneExeIsSealed is CVE-2019-5736: a container that opens its
 // init's executable through /proc/1/exe for writing must not reach the
-// nook binary on the host.
+// nook binary on the host. Both ways an init starts are probed: inside
+// nook's namespace, through a monitor (a private network), it runs from
+// a read-only overlay of nook or a sealed memfd; an ordinary user's CLI
+// running a container without a network starts init itself, from the
+// init copy, which the container's root does not own.
 func TestProcOneExeIsSealed(t *testing.T) {
 	c := newCtr(t)
 	before := fileSHA256(t, nookBin)
-	// The container's root may remount what it can see; it must not help.
-	out, errOut, code := c.run("run", "--rm", "t/busybox", "sh", "-c", "mount -o remount,rw /proc/1/exe 2>/dev/null; echo x > /proc/1/exe")
-	if code == 0 {
-		t.Errorf("writing /proc/1/exe from the container succeeded (stdout %q, stderr %q), want it refused", out, errOut)
-	}
-	if after := fileSHA256(t, nookBin); after != before {
-		t.Fatalf("the nook binary changed (sha256 %s, was %s) after a container wrote to /proc/1/exe", after, before)
-	}
-	// init runs from a read-only overlay of nook's folder or a sealed
-	// memfd copy, never from the file on disk.
-	out = c.must("run", "--rm", "t/busybox", "readlink", "/proc/1/exe")
-	if strings.TrimSpace(out) == nookBin {
-		t.Errorf("readlink /proc/1/exe in the container = %q: init runs from the nook file on disk", out)
+	for _, network := range []string{"private", "none"} {
+		// The container's root may remount, chmod or chown what it can
+		// see; none of it may help.
+		attack := "mount -o remount,rw /proc/1/exe 2>/dev/null; chmod 0777 /proc/1/exe 2>/dev/null; chown 0:0 /proc/1/exe 2>/dev/null; echo x > /proc/1/exe"
+		out, errOut, code := c.run("run", "--rm", "--network", network, "t/busybox", "sh", "-c", attack)
+		if code == 0 {
+			t.Errorf("--network %s: writing /proc/1/exe from the container succeeded (stdout %q, stderr %q), want it refused", network, out, errOut)
+		}
+		if after := fileSHA256(t, nookBin); after != before {
+			t.Fatalf("--network %s: the nook binary changed (sha256 %s, was %s) after a container wrote to /proc/1/exe", network, after, before)
+		}
+		exe := strings.TrimSpace(c.must("run", "--rm", "--network", network, "t/busybox", "readlink", "/proc/1/exe"))
+		if exe == nookBin {
+			t.Errorf("--network %s: readlink /proc/1/exe in the container = %q: init runs from the nook file on disk", network, exe)
+		}
+		// The init copy is a file on the host: it must be whole still.
+		if filepath.IsAbs(exe) && strings.HasPrefix(exe, c.root) {
+			if sum := fileSHA256(t, exe); sum != before {
+				t.Errorf("--network %s: init's file %s has sha256 %s, want nook's %s", network, exe, sum, before)
+			}
+		}
 	}
 }
 
@@ -996,6 +1009,32 @@ func TestNoInheritableOrAmbientCaps(t *testing.T) {
 		}
 		if user != "0" && caps["CapEff"] != "0000000000000000" {
 			t.Errorf("as user %s, CapEff = %q, want none:\n%s", user, caps["CapEff"], out)
+		}
+	}
+	// A process nook exec starts comes from the same init, which an
+	// ordinary user's CLI started with ambient capabilities.
+	name := uniq("caps")
+	c.removeAtEnd(name)
+	fg := storeCmd(c.root, "", "run", "--rm", "--network", "none", "--name", name, "t/busybox", "sleep", "100")
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer fg.Wait()
+	defer fg.Process.Signal(syscall.SIGTERM)
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		o, _, code := c.run("exec", name, "grep", "^Cap[IA]", "/proc/self/status")
+		if code == 0 {
+			out = o
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nook exec %s never succeeded (exit %d)", name, code)
+		}
+	}
+	for line := range strings.Lines(out) {
+		if k, v, _ := strings.Cut(strings.TrimSpace(line), ":"); strings.TrimSpace(v) != "0000000000000000" {
+			t.Errorf("nook exec: %s = %q, want none", k, strings.TrimSpace(v))
 		}
 	}
 }

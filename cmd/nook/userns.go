@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nook-dev/nook/project"
 	"github.com/nook-dev/nook/rootless"
 )
 
@@ -37,11 +38,31 @@ func init() {
 
 // inUserns marks a command as one that runs inside nook's user namespace.
 func inUserns(cmd *cobra.Command) *cobra.Command {
+	return annotate(cmd, annotUserns, "yes")
+}
+
+// inUsernsUnlessReady marks a command that may run where it was started
+// when what it needs is ready (see runHere) and re-executes itself into
+// the namespace otherwise.
+func inUsernsUnlessReady(cmd *cobra.Command) *cobra.Command {
+	return annotate(cmd, annotUserns, "unless-ready")
+}
+
+func annotate(cmd *cobra.Command, key, value string) *cobra.Command {
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{}
 	}
-	cmd.Annotations[annotUserns] = "yes"
+	cmd.Annotations[key] = value
 	return cmd
+}
+
+// runHere reports whether a command marked inUsernsUnlessReady runs in
+// this process: one of root's, or one already inside, always does; an
+// ordinary user's does when nook's namespace is made of subordinate
+// ranges, whose highest id keeps containers off the init copy (see
+// rootless.Containers.Start).
+func runHere(rt *project.Runtime) bool {
+	return insideUserns || os.Geteuid() == 0 || rt.Mapping.Kind == rootless.MapSubIDs
 }
 
 // exitCode ends the CLI with a status without printing anything: the
@@ -52,10 +73,16 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 
 // reexecIfNeeded runs the whole command line again inside the namespace
 // when cmd needs it, and returns the child's status as an exitCode.
-func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
-	if cmd.Annotations[annotUserns] == "" || insideUserns || os.Geteuid() == 0 {
+func reexecIfNeeded(g *globals, cmd *cobra.Command) error {
+	if cmd.Annotations[annotUserns] != "yes" || insideUserns || os.Geteuid() == 0 {
 		return nil
 	}
+	return reexec(g)
+}
+
+// reexec runs the whole command line again inside the namespace and
+// returns the child's status as an exitCode.
+func reexec(g *globals) error {
 	m, err := rootless.HostMapping()
 	if err != nil {
 		return err
@@ -63,7 +90,7 @@ func reexecIfNeeded(g *globals, cmd *cobra.Command, args []string) error {
 	if w := m.Warning(); w != "" {
 		g.log.Warn(w)
 	}
-	c := rootless.Command(entryCLI, args...)
+	c := rootless.Command(entryCLI, g.args...)
 	c.Mapping = &m
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// The child shares our process group. When that group is in the
