@@ -51,6 +51,9 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		}
 		return 0, nil
 	}
+	if c.KeepID && os.Geteuid() != 0 {
+		return exitSetup, fmt.Errorf("start %s: a keep-id container starts from inside nook's user namespace, whose ids its own nests in", c.Name)
+	}
 	if opts.Attach && os.Geteuid() == 0 && !IsHostRoot() && !c.KeepID {
 		// Already uid 0 in nook's namespace (the CLI re-executed itself
 		// there): this process is the monitor, one process start saved.
@@ -60,7 +63,7 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		pre.Cancel()
 		opts.Prestarted = nil
 	}
-	if opts.Attach && !c.KeepID && c.Spec.Network != NetworkPrivate && os.Geteuid() != 0 {
+	if opts.Attach && c.Spec.Network != NetworkPrivate && os.Geteuid() != 0 {
 		// Outside nook's namespace: this process is the monitor too, and
 		// init's namespace comes with its clone (see hostLaunch).
 		if pre := opts.Prestarted; pre != nil {

@@ -137,7 +137,11 @@ func TestKeepIDFilesInBindMountsAreTheUsers(t *testing.T) {
 	mustNook(t, root, dir, "build")
 	share := t.TempDir()
 	os.Chmod(share, 0o777)
-	out, _ := mustNook(t, root, dir, "run", "--rm", "--userns", "keep-id", "-v", share+":/share", "rs/box", "sh", "-c", "touch /share/f; id -u; ulimit -n")
+	// Twice: the first run unpacks the image inside nook's namespace; the
+	// second finds it unpacked, and an ordinary user's CLI must still go
+	// inside for the keep-id namespace, which nests in nook's.
+	mustNook(t, root, dir, "run", "--rm", "--userns", "keep-id", "--network", "none", "rs/box", "true")
+	out, _ := mustNook(t, root, dir, "run", "--rm", "--userns", "keep-id", "--network", "none", "-v", share+":/share", "rs/box", "sh", "-c", "touch /share/f; id -u; ulimit -n")
 	lines := strings.Fields(out)
 	// As root keep-id changes nothing: root's files are root's.
 	if len(lines) != 2 || lines[0] != strconv.Itoa(os.Getuid()) {

@@ -122,11 +122,12 @@ func (f *createFlags) create(cmd *cobra.Command, args []string, attach bool) (*p
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !runHere(rt) {
+	if !runHere(rt) || o.KeepID && !insideUserns && os.Geteuid() != 0 {
+		// A keep-id namespace is nested in nook's.
 		return nil, nil, nil, errInside
 	}
 	var pre *rootless.Prestarted
-	if attach && !o.KeepID {
+	if attach {
 		pre = rt.Containers.Prestart(rt.Mapping, o.Network, o.Terminal, f.interactive)
 	}
 	c, err := rt.CreateContainer(o)
