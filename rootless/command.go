@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -50,11 +51,21 @@ type Cmd struct {
 	// one value a session computed so all its processes share one mapping.
 	Mapping *Mapping
 
+	// ForwardSignals passes SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
+	// the caller on to the child until Wait returns. The child shares the
+	// caller's process group: when that group is in the foreground of a
+	// terminal, Ctrl-C and Ctrl-\ reach the child from the terminal itself
+	// and are not passed on twice (a second Ctrl-C means "kill" to nook
+	// up). Otherwise (a pipe, an IDE's stop button, kill -INT) they came
+	// to the caller alone.
+	ForwardSignals bool
+
 	Process      *os.Process      // set by Start
 	ProcessState *os.ProcessState // set by Wait
 
 	cmd     *exec.Cmd
-	done    chan error // receives cmd.Wait's result
+	done    chan error     // receives cmd.Wait's result
+	sigs    chan os.Signal // with ForwardSignals
 	started bool
 }
 
@@ -195,12 +206,36 @@ func allCaps() []uintptr {
 }
 
 func (c *Cmd) startLocked(cmd *exec.Cmd) error {
+	if c.ForwardSignals {
+		// Before the child exists, so that no signal is missed.
+		c.sigs = make(chan os.Signal, 4)
+		signal.Notify(c.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	}
 	done, err := startOnLockedThread(cmd, nil)
 	if err != nil {
+		c.stopForwarding()
 		return err
 	}
 	c.done, c.cmd, c.Process = done, cmd, cmd.Process
+	if c.sigs != nil {
+		fromTerminal := ForegroundOfTerminal()
+		go func(p *os.Process, sigs chan os.Signal) {
+			for s := range sigs {
+				if !fromTerminal || s != syscall.SIGINT && s != syscall.SIGQUIT {
+					p.Signal(s)
+				}
+			}
+		}(c.Process, c.sigs)
+	}
 	return nil
+}
+
+func (c *Cmd) stopForwarding() {
+	if c.sigs != nil {
+		signal.Stop(c.sigs)
+		close(c.sigs)
+		c.sigs = nil
+	}
 }
 
 // startOnLockedThread starts cmd from a goroutine locked to its OS thread
@@ -265,6 +300,7 @@ func (c *Cmd) abort() {
 	<-c.done
 	c.done = nil
 	c.ProcessState = c.cmd.ProcessState
+	c.stopForwarding()
 }
 
 // Wait waits for the child to exit, like exec.Cmd.Wait: nil for status 0,
@@ -277,6 +313,7 @@ func (c *Cmd) Wait() error {
 	err := <-c.done
 	c.done = nil
 	c.ProcessState = c.cmd.ProcessState
+	c.stopForwarding()
 	return err
 }
 

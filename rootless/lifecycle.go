@@ -101,6 +101,7 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 	}
 	if opts.Attach {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+		cmd.ForwardSignals = true // a stop of ours stops the container
 		err := cmd.Run()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -654,6 +656,50 @@ func treeState(t *testing.T, dir string) map[string]string {
 	return state
 }
 
+// TestSigtermToForegroundRunReachesContainer: a SIGTERM to a `nook run`
+// in the foreground (an IDE's stop button, kill) stops the container
+// gracefully, and --rm still removes it: with a network, through the
+// monitor nook starts inside its namespace; without, nook itself is the
+// monitor.
+func TestSigtermToForegroundRunReachesContainer(t *testing.T) {
+	c := newCtr(t)
+	// A first run unpacks the image, so that the runs below start where
+	// they were started rather than going inside to unpack.
+	c.must("run", "--rm", "--network", "none", "t/busybox", "true")
+	for _, network := range []string{"private", "none"} {
+		name := uniq("fgterm")
+		c.removeAtEnd(name)
+		cmd := storeCmd(c.root, "", "run", "--rm", "--network", network, "--name", name, "t/busybox", "sh", "-c",
+			`trap "echo got-term; exit 5" TERM; echo ready; while true; do sleep 0.1; done`)
+		ready, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(ready).ReadString('\n')
+		if line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("--network %s: the container printed %q, want ready", network, line)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		rest, _ := io.ReadAll(ready)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+			t.Errorf("--network %s: nook run after SIGTERM = %v, want exit status 5 from the trap", network, err)
+		}
+		if !strings.Contains(string(rest), "got-term") {
+			t.Errorf("--network %s: output after SIGTERM = %q, want got-term", network, rest)
+		}
+		if out, _, code := c.run("inspect", name); code == 0 {
+			t.Errorf("--network %s: the --rm container is still there:\n%s", network, out)
+		}
+	}
+}
+
 func TestWritesOutsideBindMountsStayInside(t *testing.T) {
 	c := newCtr(t)
 	parent := t.TempDir()
@@ -994,6 +1040,9 @@ func TestHostnameAndEnv(t *testing.T) {
 // and a non-root user has no capabilities at all.
 func TestNoInheritableOrAmbientCaps(t *testing.T) {
 	c := newCtr(t)
+	// Unpacked first, so that an ordinary user's runs below start init
+	// from the CLI, with ambient capabilities to clear.
+	c.must("run", "--rm", "--network", "none", "t/busybox", "true")
 	for _, user := range []string{"0", "1000"} {
 		out := c.must("run", "--rm", "--network", "none", "-u", user, "t/busybox", "grep", "^Cap", "/proc/self/status")
 		caps := map[string]string{}

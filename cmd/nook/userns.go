@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -93,27 +92,8 @@ func reexec(g *globals) error {
 	c := rootless.Command(entryCLI, g.args...)
 	c.Mapping = &m
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// The child shares our process group. When that group is in the
-	// foreground of a terminal, Ctrl-C and Ctrl-\ reach the child from the
-	// terminal itself, and passing them on would deliver them twice (a
-	// second Ctrl-C means "kill" to nook up). Otherwise (a pipe, an IDE's
-	// stop button, kill -INT) they came to us alone: pass everything on.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	fromTerminal := rootless.ForegroundOfTerminal()
-	if err := c.Start(); err != nil {
-		return err
-	}
-	go func() {
-		for s := range sigs {
-			if fromTerminal && (s == syscall.SIGINT || s == syscall.SIGQUIT) {
-				continue
-			}
-			c.Process.Signal(s)
-		}
-	}()
-	err = c.Wait()
+	c.ForwardSignals = true
+	err = c.Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
