@@ -155,7 +155,7 @@ func (rt *Runtime) CreateContainer(o ContainerOptions) (*rootless.Container, err
 	}
 	if rc.KeepID && o.User == "" {
 		// The user's own ids inside, as outside.
-		_, uid, gid, err := rootless.KeepIDMapping()
+		uid, gid, err := rootless.KeepIDUser()
 		if err != nil {
 			return nil, fmt.Errorf("create container: %w", err)
 		}

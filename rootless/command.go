@@ -143,16 +143,18 @@ func (c *Cmd) Start() error {
 		defer syncW.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, syncR)
 		cmd.Env = append(cmd.Env, envSync+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+
 		// The clone holds every capability in the new namespace, but its
 		// execve happens before the maps exist, as an unmapped uid, which
 		// would lose them all; ambient capabilities survive that execve,
 		// so the child need not execute itself again once mapped (a Go
-		// process start saved). The child's descendants inherit them, and
-		// a full inheritable set, until something clears them: a change
-		// of uid from 0 does, and so do the starts of a container's init
-		// and of the network holder (ClearInheritedCaps). What else the
-		// child runs runs as root in the namespace, with every capability
-		// there anyway.
+		// process start saved), and keeps them when its uid there is not
+		// 0 (a keep-id namespace, seen from outside nook's). The child's
+		// descendants inherit them, and a full inheritable set, until
+		// something clears them (ClearInheritedCaps): a container's init,
+		// before it starts the container's processes, and the network
+		// holder. What else the child runs is nook's, acting for the user
+		// in the namespace.
 		cmd.SysProcAttr.AmbientCaps = allCaps()
 	} else {
 		cmd.SysProcAttr.UidMappings = sysMaps(m.UIDs)
@@ -161,10 +163,11 @@ func (c *Cmd) Start() error {
 		// setgroups(2), or it could drop groups that restrict it.
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = m.Kind == MapIdentity || m.Kind == MapKeepID
 		if m.Kind == MapKeepID {
-			// Our uid is the user, whom keep-id maps to a non-zero id: become
-			// 0 before execve (the clone still holds every capability in the
-			// new namespace) so the child keeps its capabilities.
-			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+			// Our uid is the user, whom keep-id maps to the user's own
+			// non-zero id: the child stays that id, so that what it writes
+			// (a container's state, its log) stays the user's, and keeps
+			// its capabilities through execve as ambient ones.
+			cmd.SysProcAttr.AmbientCaps = allCaps()
 		}
 	}
 
@@ -272,9 +275,10 @@ func startOnLockedThread(cmd *exec.Cmd, prepare func() error) (chan error, error
 // capability sets, which a child that Cmd.Start gave ambient capabilities
 // holds in full. Processes that must not keep capabilities through an
 // execve clear them first, on the thread that executes: a container's
-// init (with a full inheritable set, a non-root process gains a file's
-// inheritable capabilities on execve: runc's CVE-2022-29162), and a
-// process that drops its bounding set to exec without capabilities.
+// init before it starts the container's processes (with a full
+// inheritable set, a non-root process gains a file's inheritable
+// capabilities on execve: runc's CVE-2022-29162), and a process that
+// drops its bounding set to exec without capabilities.
 func ClearInheritedCaps() error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("clear ambient capabilities: %w", err)

@@ -116,3 +116,29 @@ func TestHostMappingIsStable(t *testing.T) {
 	}
 	t.Logf("HostMapping() = %v", a)
 }
+
+// TestHostKeepIDMappingIsTheNestedOne: from outside, keep-id is one
+// namespace with the ids the nested one would have.
+func TestHostKeepIDMappingIsTheNestedOne(t *testing.T) {
+	nook := Mapping{Kind: MapSubIDs,
+		UIDs: []IDMap{{0, 1002, 1}, {1, 100000, 65536}},
+		GIDs: []IDMap{{0, 1003, 1}, {1, 200000, 1000}, {1001, 300000, 64536}}}
+	got, err := HostKeepIDMapping(nook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Mapping{Kind: MapSubIDs,
+		// 0..1001 -> nook's 1..1002 -> the range; 1002 -> nook's 0, the
+		// user; 1003.. -> nook's 1003.. -> the range after 1002 of it.
+		UIDs: []IDMap{{0, 100000, 1002}, {1002, 1002, 1}, {1003, 101002, 64534}},
+		// The gid's keep-id range crosses from one subordinate range to
+		// the next.
+		GIDs: []IDMap{{0, 200000, 1000}, {1000, 300000, 3}, {1003, 1003, 1}, {1004, 300003, 64533}},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Mapping{})); diff != "" {
+		t.Errorf("HostKeepIDMapping (-want +got):\n%s", diff)
+	}
+	if _, err := HostKeepIDMapping(Mapping{Kind: MapSingle, UIDs: []IDMap{{0, 1002, 1}}, GIDs: []IDMap{{0, 1002, 1}}}); err == nil {
+		t.Error("HostKeepIDMapping of a single-id mapping succeeded, want an error")
+	}
+}

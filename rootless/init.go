@@ -139,9 +139,9 @@ func initMain() int {
 }
 
 // startCleared starts a process of the container's from a thread whose
-// inheritable and ambient capabilities are empty. An init started from
-// outside nook's namespace holds both in full on every thread (see
-// startInit), and a non-root process would keep what they grant; each
+// inheritable and ambient capabilities are empty. Init holds both in
+// full on every thread when its starter had ambient capabilities (see
+// spawnInit), and a non-root process would keep what they grant; each
 // thread has its own sets, so the one that forks must be cleared.
 func startCleared(cmd *exec.Cmd) error {
 	runtime.LockOSThread()

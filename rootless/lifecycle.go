@@ -51,9 +51,6 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		}
 		return 0, nil
 	}
-	if c.KeepID && os.Geteuid() != 0 {
-		return exitSetup, fmt.Errorf("start %s: a keep-id container starts from inside nook's user namespace, whose ids its own nests in", c.Name)
-	}
 	if opts.Attach && os.Geteuid() == 0 && !IsHostRoot() && !c.KeepID {
 		// Already uid 0 in nook's namespace (the CLI re-executed itself
 		// there): this process is the monitor, one process start saved.
@@ -63,7 +60,7 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		pre.Cancel()
 		opts.Prestarted = nil
 	}
-	if opts.Attach && c.Spec.Network != NetworkPrivate && os.Geteuid() != 0 {
+	if opts.Attach && !c.KeepID && c.Spec.Network != NetworkPrivate && os.Geteuid() != 0 {
 		// Outside nook's namespace: this process is the monitor too, and
 		// init's namespace comes with its clone (see hostLaunch).
 		if pre := opts.Prestarted; pre != nil {
@@ -92,8 +89,8 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 	}
 	cmd := Command(entryMonitor, args...)
 	cmd.Mapping = opts.Mapping
-	if c.KeepID && os.Geteuid() == 0 && !IsHostRoot() {
-		m, _, _, err := KeepIDMapping()
+	if c.KeepID && !IsHostRoot() {
+		m, err := keepIDMapping(opts.Mapping)
 		if err != nil {
 			return exitSetup, fmt.Errorf("start %s: %w", c.Name, err)
 		}
@@ -132,6 +129,24 @@ func (cs *Containers) Start(c *Container, opts StartOptions) (int, error) {
 		return err.(*InitError).Code, err
 	}
 	return 0, nil
+}
+
+// keepIDMapping is the namespace of a keep-id container's monitor:
+// nested in nook's, or from outside it, the same ids in one namespace.
+// nook is nil or the caller's mapping for nook's namespace.
+func keepIDMapping(nook *Mapping) (Mapping, error) {
+	if os.Geteuid() == 0 {
+		m, _, _, err := KeepIDMapping()
+		return m, err
+	}
+	if nook == nil {
+		m, err := HostMapping()
+		if err != nil {
+			return Mapping{}, err
+		}
+		nook = &m
+	}
+	return HostKeepIDMapping(*nook)
 }
 
 // startSupervised has a project network's supervisor start the container,
@@ -247,6 +262,9 @@ func waitExit(pid int, timeout time.Duration) bool {
 // IsHostRoot reports whether this process is root on the host (not merely
 // uid 0 in nook's user namespace).
 func IsHostRoot() bool {
+	if os.Geteuid() != 0 {
+		return false // an ordinary user's process, outside any namespace
+	}
 	uids, err := readIDMapFile("/proc/self/uid_map")
 	return err == nil && len(uids) > 0 && uids[0].ContainerID == 0 && uids[0].HostID == 0
 }

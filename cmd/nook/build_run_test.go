@@ -157,4 +157,16 @@ func TestKeepIDFilesInBindMountsAreTheUsers(t *testing.T) {
 	if n, _ := strconv.Atoi(lines[len(lines)-1]); n <= 1024 {
 		t.Errorf("ulimit -n inside = %s, want the hard limit (above 1024)", lines[len(lines)-1])
 	}
+	// A restart (which an ordinary user's CLI does from outside nook's
+	// namespace) keeps the ids.
+	mustNook(t, root, dir, "run", "-d", "--name", "kid", "--userns", "keep-id", "-v", share+":/share", "rs/box", "sleep", "1000")
+	defer nookIn(t, root, dir, "rm", "-f", "kid")
+	mustNook(t, root, dir, "restart", "-t", "0", "kid")
+	mustNook(t, root, dir, "exec", "kid", "touch", "/share/g")
+	if err := syscall.Stat(filepath.Join(share, "g"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+		t.Errorf("after a restart, a file written in the bind mount is %d:%d, want %d:%d", st.Uid, st.Gid, os.Getuid(), os.Getgid())
+	}
 }

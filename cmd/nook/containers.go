@@ -122,12 +122,11 @@ func (f *createFlags) create(cmd *cobra.Command, args []string, attach bool) (*p
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !runHere(rt) || o.KeepID && !insideUserns && os.Geteuid() != 0 {
-		// A keep-id namespace is nested in nook's.
+	if !runHere(rt) {
 		return nil, nil, nil, errInside
 	}
 	var pre *rootless.Prestarted
-	if attach {
+	if attach && !o.KeepID {
 		pre = rt.Containers.Prestart(rt.Mapping, o.Network, o.Terminal, f.interactive)
 	}
 	c, err := rt.CreateContainer(o)
@@ -153,6 +152,9 @@ func newCreateCmd(g *globals) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, _, err := f.create(cmd, args, false)
+			if errors.Is(err, errInside) {
+				return reexec(g)
+			}
 			if err != nil {
 				return err
 			}
