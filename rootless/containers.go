@@ -29,6 +29,7 @@ var ErrNoContainer = errors.New("no such container")
 //	Root/<id>/rootfs       where its overlay is mounted (inside its namespace)
 //	Root/<id>/log.json     its output, one JSON object per line
 //	Root/names/<name>      a symlink to <id>: names are unique by creation
+//	Root/init/nook-<key>   the init copy of a nook build (see hostLaunch)
 //
 // Every file is replaced atomically, so a SIGKILL at any moment leaves a
 // readable record.

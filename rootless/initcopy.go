@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -195,16 +198,43 @@ func makeInitCopy(dir, uidArg, gidArg string) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, key)); err != nil {
 		return err
 	}
+	return pruneInitCopies(dir, key)
+}
+
+// keepCopies is how many init copies a store keeps, the newest: two nook
+// builds used in turn on one store (an installed one and one being
+// worked on) must not remove each other's every time.
+const keepCopies = 3
+
+// pruneInitCopies removes from dir all copies but key and the newest
+// others, up to keepCopies in all, and the temporary files of makers
+// killed halfway: those a minute old, as one at work now is younger.
+func pruneInitCopies(dir, key string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
+	type made struct {
+		name string
+		at   time.Time
+	}
+	var others []made
 	var errs []error
 	for _, e := range entries {
-		// Copies of other builds, and what makers killed halfway left.
-		if e.Name() != key && e.Name() != filepath.Base(tmp.Name()) {
-			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		info, err := e.Info()
+		switch {
+		case err != nil || e.Name() == key:
+		case strings.HasPrefix(e.Name(), ".tmp-"):
+			if time.Since(info.ModTime()) > time.Minute {
+				errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+			}
+		default:
+			others = append(others, made{e.Name(), info.ModTime()})
 		}
+	}
+	slices.SortFunc(others, func(a, b made) int { return b.at.Compare(a.at) })
+	for _, m := range others[min(len(others), keepCopies-1):] {
+		errs = append(errs, os.Remove(filepath.Join(dir, m.name)))
 	}
 	return errors.Join(errs...)
 }

@@ -1,7 +1,10 @@
 package rootless
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -55,5 +58,33 @@ func TestLaunchMappingLeavesOutTheCopysOwner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPruneInitCopiesKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for i, name := range []string{"nook-a", "nook-b", "nook-c", "nook-d", "nook-mine", ".tmp-old", ".tmp-fresh"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, nil, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		at := now.Add(-time.Duration(10-i) * time.Minute) // a oldest, mine newest
+		if name == ".tmp-fresh" {
+			at = now
+		}
+		os.Chtimes(path, at, at)
+	}
+	if err := pruneInitCopies(dir, "nook-mine"); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{".tmp-fresh", "nook-c", "nook-d", "nook-mine"}
+	if diff := cmp.Diff(want, left); diff != "" {
+		t.Errorf("after pruning (-want +got):\n%s", diff)
 	}
 }
