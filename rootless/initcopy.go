@@ -68,10 +68,19 @@ func (cs *Containers) hostLaunch(m Mapping) *hostLaunch {
 	}
 	path := filepath.Join(cs.initCopyDir(), key)
 	if !isInitCopy(path, uid, gid) {
+		// A store where the copy cannot be made (a filesystem that
+		// refuses the chown) says so once per build, not on every run.
+		failed := filepath.Join(cs.initCopyDir(), ".failed-"+key)
+		if _, err := os.Stat(failed); err == nil {
+			return nil
+		}
 		ctrUID, ctrGID := lastID(m.UIDs), lastID(m.GIDs)
 		c := Command(entryInitCopy, cs.initCopyDir(), strconv.FormatUint(uint64(ctrUID), 10), strconv.FormatUint(uint64(ctrGID), 10))
 		c.Mapping = &m
 		if c.Run() != nil || !isInitCopy(path, uid, gid) {
+			if os.MkdirAll(cs.initCopyDir(), 0o700) == nil {
+				os.WriteFile(failed, nil, 0o600)
+			}
 			return nil
 		}
 	}
@@ -152,8 +161,8 @@ func isInitCopy(path string, uid, gid uint32) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == 0o555 && st.Uid == uid && st.Gid == gid
 }
 
-// initCopyMain makes the init copy, inside nook's namespace, and removes
-// the copies of other binaries.
+// initCopyMain makes the init copy, inside nook's namespace, and prunes
+// the copies of other builds.
 func initCopyMain() int {
 	if err := makeInitCopy(os.Args[1], os.Args[2], os.Args[3]); err != nil {
 		fmt.Fprintf(os.Stderr, "nook: make the init copy in %s: %v\n", os.Args[1], err)
@@ -228,6 +237,8 @@ func pruneInitCopies(dir, key string) error {
 			if time.Since(info.ModTime()) > time.Minute {
 				errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
 			}
+		case strings.HasPrefix(e.Name(), ".failed-"):
+			errs = append(errs, os.Remove(filepath.Join(dir, e.Name()))) // the copy worked here
 		default:
 			others = append(others, made{e.Name(), info.ModTime()})
 		}
