@@ -16,10 +16,10 @@ import (
 // Commands that create, read or remove files owned by the image's users
 // (uid 1000 inside is a subordinate id outside) run inside nook's user
 // namespace, with the same id mapping every time, where they can without
-// root: build, unpack, prune, commit, up and down. The CLI re-executes
-// itself into the namespace before such a command runs (inUserns); root
-// needs no namespace for that and runs in place. run and create go
-// inside only when the image must be unpacked first
+// root: build, load, import, prune, commit, up, down and watch. The CLI
+// re-executes itself into the namespace before such a command runs
+// (inUserns); root needs no namespace for that and runs in place. run and
+// create go inside only when the image must be unpacked first
 // (inUsernsUnlessReady); the rest read and write files that are the
 // user's inside and out, and run where they are started.
 const (
