@@ -497,6 +497,15 @@ func fileSHA256(t *testing.T, name string) string {
 func TestProcOneExeIsSealed(t *testing.T) {
 	c := newCtr(t)
 	before := fileSHA256(t, nookBin)
+	mode := func(name string) os.FileMode {
+		t.Helper()
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode()
+	}
+	modeBefore := mode(nookBin)
 	for _, network := range []string{"private", "none"} {
 		// The container's root may remount, chmod or chown what it can
 		// see; none of it may help.
@@ -508,6 +517,9 @@ func TestProcOneExeIsSealed(t *testing.T) {
 		if after := fileSHA256(t, nookBin); after != before {
 			t.Fatalf("--network %s: the nook binary changed (sha256 %s, was %s) after a container wrote to /proc/1/exe", network, after, before)
 		}
+		if m := mode(nookBin); m != modeBefore {
+			t.Errorf("--network %s: the nook binary's mode is %v after the container's chmod, was %v", network, m, modeBefore)
+		}
 		exe := strings.TrimSpace(c.must("run", "--rm", "--network", network, "t/busybox", "readlink", "/proc/1/exe"))
 		if exe == nookBin {
 			t.Errorf("--network %s: readlink /proc/1/exe in the container = %q: init runs from the nook file on disk", network, exe)
@@ -516,6 +528,9 @@ func TestProcOneExeIsSealed(t *testing.T) {
 		if filepath.IsAbs(exe) && strings.HasPrefix(exe, c.root) {
 			if sum := fileSHA256(t, exe); sum != before {
 				t.Errorf("--network %s: init's file %s has sha256 %s, want nook's %s", network, exe, sum, before)
+			}
+			if m := mode(exe); m != 0o555 {
+				t.Errorf("--network %s: init's file %s has mode %v, want -r-xr-xr-x", network, exe, m)
 			}
 		}
 	}
