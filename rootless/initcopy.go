@@ -52,8 +52,9 @@ func (cs *Containers) initCopyDir() string { return filepath.Join(cs.Root, "init
 // hostLaunch returns how this process can start inits from outside nook's
 // namespace with mapping m, making the init copy first if it is missing.
 // It returns nil when it cannot: the caller is root or inside a
-// namespace, m has no subordinate ranges to take an owner from, or the
-// copy cannot be made; the caller then starts a monitor inside instead.
+// namespace, m has no subordinate ranges to take an owner from, the store
+// is on a noexec mount, or the copy cannot be made; the caller then
+// starts a monitor inside instead.
 func (cs *Containers) hostLaunch(m Mapping) *hostLaunch {
 	if os.Geteuid() == 0 || m.Kind != MapSubIDs {
 		return nil
@@ -64,6 +65,11 @@ func (cs *Containers) hostLaunch(m Mapping) *hostLaunch {
 	}
 	key, err := initCopyKey()
 	if err != nil {
+		return nil
+	}
+	// A store on a noexec mount can hold the copy but not run it.
+	var fs unix.Statfs_t
+	if unix.Statfs(cs.Root, &fs) != nil || fs.Flags&unix.ST_NOEXEC != 0 {
 		return nil
 	}
 	path := filepath.Join(cs.initCopyDir(), key)
