@@ -188,6 +188,16 @@ func (e *nameTaken) Hint() string {
 	return fmt.Sprintf("remove it (nook rm -f %s) or choose another --name", e.name)
 }
 
+// isID reports whether name can be a container's id, as newID makes
+// them, rather than one of Root's other entries (names, init).
+func isID(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil
+}
+
 func newID() string {
 	var b [32]byte
 	rand.Read(b[:])
@@ -216,7 +226,7 @@ func (cs *Containers) Get(ref string) (*Container, error) {
 	}
 	var found []string
 	for _, e := range ents {
-		if e.Name() != "names" && ref != "" && strings.HasPrefix(e.Name(), ref) {
+		if isID(e.Name()) && ref != "" && strings.HasPrefix(e.Name(), ref) {
 			found = append(found, e.Name())
 		}
 	}
@@ -253,7 +263,7 @@ func (cs *Containers) List() ([]*Container, error) {
 	}
 	var out []*Container
 	for _, e := range ents {
-		if e.Name() == "names" || !e.IsDir() {
+		if !isID(e.Name()) || !e.IsDir() {
 			continue
 		}
 		if c, err := cs.load(e.Name()); err == nil {
