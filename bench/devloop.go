@@ -154,6 +154,33 @@ func waitFor(url string, ok func(string) bool, limit time.Duration) error {
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
+// nookEdits is nook's line of an edit → response workload under w. Its
+// run n writes edit n (write) and is timed until the answer at url shows
+// it (shows); the watch's report of every measured edit goes to *reports.
+func (b *bench) nookEdits(w *watchProc, url string, reports *[]watchReport, write func(n int) error, shows func(n int, body string) bool) contender {
+	n := 0
+	return contender{tool: "nook", timed: func() (float64, error) {
+		n++
+		w.drain()
+		start := time.Now()
+		if err := write(n); err != nil {
+			return 0, err
+		}
+		if err := waitFor(url, func(body string) bool { return shows(n, body) }, editLimit); err != nil {
+			return 0, fmt.Errorf("%w; nook watch said: %s", err, w.said())
+		}
+		ms := msSince(start)
+		r, err := w.next(10 * time.Second)
+		if err != nil {
+			return 0, err
+		}
+		if n > b.o.warmups {
+			*reports = append(*reports, r)
+		}
+		return ms, nil
+	}}
+}
+
 // A watchReport is what `nook watch --explain` says about one batch:
 // "watch: restarted hello (594ms; nook 114ms)" and, on the next line,
 // "detect 15ms, sync 0ms, build 505ms (host steps 480ms), start 72ms,

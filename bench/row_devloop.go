@@ -76,28 +76,9 @@ func (b *bench) devRestart(workload string) []result {
 	nonce := time.Now().UnixNano()
 	greeting := func(n int) string { return fmt.Sprintf("edit %d of bench %d", n, nonce) }
 	var reports []watchReport
-	n := 0
-	cs := []contender{{tool: "nook", timed: func() (float64, error) {
-		n++
-		want := greeting(n)
-		w.drain()
-		start := time.Now()
-		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(string(src), helloGreeting, strconv.Quote(want), 1)), 0o644); err != nil {
-			return 0, err
-		}
-		if err := waitFor(url, func(body string) bool { return body == want+"\n" }, editLimit); err != nil {
-			return 0, fmt.Errorf("%w; nook watch said: %s", err, w.said())
-		}
-		ms := msSince(start)
-		r, err := w.next(10 * time.Second)
-		if err != nil {
-			return 0, err
-		}
-		if n > b.o.warmups {
-			reports = append(reports, r)
-		}
-		return ms, nil
-	}}}
+	cs := []contender{b.nookEdits(w, url, &reports, func(n int) error {
+		return os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(string(src), helloGreeting, strconv.Quote(greeting(n)), 1)), 0o644)
+	}, func(n int, body string) bool { return body == greeting(n)+"\n" })}
 
 	podman := phases{}
 	if b.have("podman") {
@@ -263,28 +244,9 @@ func (b *bench) devSync(workload string) []result {
 		return []byte(s + m + "\n")
 	}
 	var reports []watchReport
-	n := 0
-	cs := []contender{{tool: "nook", timed: func() (float64, error) {
-		n++
-		want := marker(n)
-		w.drain()
-		start := time.Now()
-		if err := os.WriteFile(page, withMarker(src, want), 0o644); err != nil {
-			return 0, err
-		}
-		if err := waitFor(url, func(body string) bool { return strings.Contains(body, want) }, editLimit); err != nil {
-			return 0, fmt.Errorf("%w; nook watch said: %s", err, w.said())
-		}
-		ms := msSince(start)
-		r, err := w.next(10 * time.Second)
-		if err != nil {
-			return 0, err
-		}
-		if n > b.o.warmups {
-			reports = append(reports, r)
-		}
-		return ms, nil
-	}}}
+	cs := []contender{b.nookEdits(w, url, &reports, func(n int) error {
+		return os.WriteFile(page, withMarker(src, marker(n)), 0o644)
+	}, func(n int, body string) bool { return strings.Contains(body, marker(n)) })}
 	if b.have("podman") {
 		if c, err := b.podmanBindMount(marker, withMarker, web, api); err != nil {
 			logf("bench: %s: podman: %v", workload, err)
