@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nook-dev/nook/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,7 @@ func TestChildIsRootWithHostMapping(t *testing.T) {
 func TestChownToContainerUserLandsOnSubordinateID(t *testing.T) {
 	m := requireUserns(t)
 	if m.Kind == MapSingle {
-		unavailable(t, "no subordinate id range for uid %d: container uid 1 does not exist (%s)", os.Getuid(), m.Warning())
+		testenv.Unavailable(t, "no subordinate id range for uid %d: container uid 1 does not exist (%s)", os.Getuid(), m.Warning())
 	}
 	dir := t.TempDir()
 	var res struct{ Err string }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nook-dev/nook/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -183,20 +185,9 @@ func requireUserns(t testing.TB) Mapping {
 	}
 	usernsOnce.Do(func() { usernsErr = Command("test.true").Run() })
 	if usernsErr != nil {
-		unavailable(t, "cannot enter a user namespace: %v (hint: %s)", usernsErr, hintOf(usernsErr))
+		testenv.Unavailable(t, "cannot enter a user namespace: %v (hint: %s)", usernsErr, hintOf(usernsErr))
 	}
 	return m
-}
-
-// unavailable skips with the reason, or fails when NOOK_REQUIRE_USERNS=1 says
-// this run must not skip (CI's rootless run).
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("NOOK_REQUIRE_USERNS") == "1" {
-		t.Fatalf("NOOK_REQUIRE_USERNS=1 but this test cannot run here: %s", reason)
-	}
-	t.Skip(reason)
 }
 
 func hintOf(err error) string {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nook-dev/nook/internal/testenv"
 )
 
 // entryTestRun starts a container from a Spec in its first argument (JSON)
@@ -39,7 +41,7 @@ func busyboxLayer(t *testing.T) string {
 	t.Helper()
 	src := "/bin/busybox"
 	if _, err := os.Stat(src); err != nil {
-		unavailable(t, "busybox-static is not installed (apt-get install busybox-static)")
+		testenv.Unavailable(t, "busybox-static is not installed (apt-get install busybox-static)")
 	}
 	dir := t.TempDir()
 	layer := filepath.Join(dir, "layer")

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nook-dev/nook/internal/testenv"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -68,10 +70,7 @@ func reexecInUserNS(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		if os.Getenv("NOOK_REQUIRE_USERNS") == "1" {
-			t.Fatalf("NOOK_REQUIRE_USERNS=1 but this test cannot create a user namespace: %v", err)
-		}
-		t.Skipf("cannot create a user namespace (unprivileged user namespaces disabled?): %v", err)
+		testenv.Unavailable(t, "cannot create a user namespace (unprivileged user namespaces disabled?): %v", err)
 	}
 	if err != nil {
 		t.Fatalf("in a user namespace: %v\n%s", err, out)

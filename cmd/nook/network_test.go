@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nook-dev/nook/internal/testenv"
 )
 
 // These tests drive the private networks: a project's (service names,
@@ -31,25 +33,6 @@ func serveName(ports ...int) string {
 	return fmt.Sprintf(`["sh", "-c", %q]`, cmd+" && exec sleep 100000")
 }
 
-// hostPort returns a port free on the host's loopback now.
-func hostPort(t *testing.T, proto string) int {
-	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // fetchIn GETs url from inside a container of the project (with
 // netTool, mounted at /nettool) and returns the body, or "" and why not.
 func (p *projectUnderTest) fetchIn(from, url string) (string, string) {
@@ -62,11 +45,11 @@ func (p *projectUnderTest) fetchIn(from, url string) (string, string) {
 }
 
 func TestProjectNetwork(t *testing.T) {
-	hp := hostPort(t, "tcp")
+	hp := testenv.FreePort(t, "tcp")
 	// a and b both listen on 80; a also on private, a port free on the
 	// host that nothing publishes; web's three replicas all listen on
 	// 8000.
-	private := hostPort(t, "tcp")
+	private := testenv.FreePort(t, "tcp")
 	tool := netToolMount(t)
 	p := busyboxServices(t, "net", fmt.Sprintf(`
 [containers.a]
@@ -195,7 +178,7 @@ func (p *projectUnderTest) supervisorOf() (int, []int) {
 }
 
 func TestProjectNetworkCleanup(t *testing.T) {
-	hp := hostPort(t, "tcp")
+	hp := testenv.FreePort(t, "tcp")
 	p := busyboxServices(t, "netclean", fmt.Sprintf(`
 [containers.a]
 image = "t/busybox"
@@ -403,7 +386,7 @@ func TestRunPublishUDP(t *testing.T) {
 	c := newCtr(t)
 	name := uniq("udp")
 	c.removeAtEnd(name)
-	hp := hostPort(t, "udp")
+	hp := testenv.FreePort(t, "udp")
 	c.must("run", "-d", "--name", name, "-p", fmt.Sprintf("%d:5353/udp", hp), "-v", netToolMount(t), "t/busybox", "/nettool", "udpecho", "5353")
 	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", hp))
 	if err != nil {
@@ -473,7 +456,7 @@ func TestShopOnItsNetwork(t *testing.T) {
 		t.Fatalf("copy shop: %v\n%s", err, out)
 	}
 	os.RemoveAll(filepath.Join(dir, ".nook"))
-	hp := strconv.Itoa(hostPort(t, "tcp"))
+	hp := freePort(t)
 	toml, _ := os.ReadFile(filepath.Join(dir, "nook.toml"))
 	os.WriteFile(filepath.Join(dir, "nook.toml"), []byte(strings.Replace(string(toml), `"8080:8080"`, `"`+hp+`:8080"`, 1)), 0o644)
 	root := t.TempDir()

@@ -13,12 +13,14 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/nook-dev/nook/internal/testenv"
 )
 
 // freePort returns a loopback port nothing listens on now.
 func freePort(t *testing.T) string {
 	t.Helper()
-	return strconv.Itoa(hostPort(t, "tcp"))
+	return strconv.Itoa(testenv.FreePort(t, "tcp"))
 }
 
 // shopCopy copies examples/shop to a temp folder, on free ports, and

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/nook-dev/nook/internal/testenv"
 )
 
 // BenchmarkHTTPPublished measures keep-alive HTTP requests to a container
@@ -14,7 +16,7 @@ import (
 func BenchmarkHTTPPublished(b *testing.B) {
 	s, _ := startSupervisor(b, "none", false)
 	s.must("run", "web")
-	port := strconv.Itoa(freePort(b, "tcp"))
+	port := strconv.Itoa(testenv.FreePort(b, "tcp"))
 	s.must("publish", "tcp", port, "web", "8000")
 	benchGet(b, "http://127.0.0.1:"+port+"/")
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nook-dev/nook/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/nook-dev/nook/rootless"
@@ -32,16 +34,6 @@ var (
 	usernsErr  error
 )
 
-// unavailable skips with the reason, or fails when NOOK_REQUIRE_USERNS=1.
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("NOOK_REQUIRE_USERNS") == "1" {
-		t.Fatalf("NOOK_REQUIRE_USERNS=1 but this test cannot run here: %s", reason)
-	}
-	t.Skip(reason)
-}
-
 // startSupervisor starts the driver and creates a network with outbound
 // ("auto", "pasta", "slirp4netns", "none") and hostLoopback.
 func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*driver, []string) {
@@ -52,19 +44,19 @@ func startSupervisor(t testing.TB, outbound string, hostLoopback bool) (*driver,
 		usernsErr = c.Run()
 	})
 	if usernsErr != nil {
-		unavailable(t, "cannot enter a user namespace: %v", usernsErr)
+		testenv.Unavailable(t, "cannot enter a user namespace: %v", usernsErr)
 	}
 	if outbound != "none" {
 		if _, err := rootless.LookSbin(exec.LookPath, "nft"); err != nil {
-			unavailable(t, "outbound needs nft(8): %v", err)
+			testenv.Unavailable(t, "outbound needs nft(8): %v", err)
 		}
 		if outbound != "auto" {
 			if _, err := exec.LookPath(outbound); err != nil {
-				unavailable(t, "%s is not installed: %v", outbound, err)
+				testenv.Unavailable(t, "%s is not installed: %v", outbound, err)
 			}
 		}
 		if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
-			unavailable(t, "pasta and slirp4netns need /dev/net/tun (chmod 0666 /dev/net/tun as root): %v", err)
+			testenv.Unavailable(t, "pasta and slirp4netns need /dev/net/tun (chmod 0666 /dev/net/tun as root): %v", err)
 		} else {
 			f.Close()
 		}
@@ -125,25 +117,6 @@ func (s *driver) must(args ...string) []string {
 	return strings.Fields(out)
 }
 
-// freePort returns a port nobody listens on at the moment.
-func freePort(t testing.TB, proto string) int {
-	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestTwoServicesOnOnePort(t *testing.T) {
 	s, _ := startSupervisor(t, "none", false)
 	webIP := s.must("run", "web")[0]
@@ -174,7 +147,7 @@ func TestTwoServicesOnOnePort(t *testing.T) {
 func TestPublishedPortAnswersOnLoopback(t *testing.T) {
 	s, _ := startSupervisor(t, "none", false)
 	s.must("run", "web")
-	tcpPort, udpPort, unpublished := freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
+	tcpPort, udpPort, unpublished := testenv.FreePort(t, "tcp"), testenv.FreePort(t, "udp"), testenv.FreePort(t, "tcp")
 	s.must("publish", "tcp", strconv.Itoa(tcpPort), "web", "80")
 	s.must("publish", "udp", strconv.Itoa(udpPort), "web", "80")
 
@@ -284,7 +257,7 @@ func TestOutboundToHostLoopback(t *testing.T) {
 func TestHolderKilledReleasesPorts(t *testing.T) {
 	s, _ := startSupervisor(t, "auto", false)
 	s.must("run", "web")
-	port := freePort(t, "tcp")
+	port := testenv.FreePort(t, "tcp")
 	s.must("publish", "tcp", strconv.Itoa(port), "web", "80")
 	s.must("killholder")
 	if err := listen("tcp", port); err != nil {
@@ -295,7 +268,7 @@ func TestHolderKilledReleasesPorts(t *testing.T) {
 func TestSupervisorKilledReleasesEverything(t *testing.T) {
 	s, info := startSupervisor(t, "auto", false)
 	s.must("run", "web")
-	port := freePort(t, "tcp")
+	port := testenv.FreePort(t, "tcp")
 	s.must("publish", "tcp", strconv.Itoa(port), "web", "80")
 	var fds []int
 	for _, p := range info[:2] {
