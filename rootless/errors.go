@@ -26,6 +26,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // does not know one.
 func (e *Error) Hint() string { return e.hint }
 
+// WithHint returns err with hint, the command that fixes it, as its
+// Hint method says it: what the CLI prints after "hint:".
+func WithHint(err error, hint string) error { return &hinted{err, hint} }
+
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (e *hinted) Error() string { return e.err.Error() }
+func (e *hinted) Unwrap() error { return e.err }
+func (e *hinted) Hint() string  { return e.hint }
+
 // startError explains why clone(CLONE_NEWUSER) (or, for Go-installed maps,
 // the uid_map write right after it) failed.
 func startError(err error) error {

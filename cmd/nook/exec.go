@@ -32,7 +32,7 @@ func rawTerminal() func() {
 // checkTTY refuses -it when stdin is not a terminal, as Docker does.
 func checkTTY(interactive, tty bool) error {
 	if interactive && tty && !term.IsTerminal(int(os.Stdin.Fd())) {
-		return &hintError{errors.New("the input device is not a terminal"), "drop -t to pipe input to the container (-i alone)"}
+		return rootless.WithHint(errors.New("the input device is not a terminal"), "drop -t to pipe input to the container (-i alone)")
 	}
 	return nil
 }

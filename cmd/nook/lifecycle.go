@@ -156,7 +156,7 @@ func newRmCmd(g *globals) *cobra.Command {
 			return eachContainer(g, args, func(rt *project.Runtime, c *rootless.Container) error {
 				if c.State.Status == rootless.StatusRunning {
 					if !force {
-						return &hintError{fmt.Errorf("remove %s: the container is running", c.Name), "stop it first (nook stop " + c.Name + "), or force it: nook rm -f " + c.Name}
+						return rootless.WithHint(fmt.Errorf("remove %s: the container is running", c.Name), "stop it first (nook stop "+c.Name+"), or force it: nook rm -f "+c.Name)
 					}
 					if err := rt.Containers.Stop(c, syscall.Signal(9), 0); err != nil {
 						return err
@@ -172,12 +172,3 @@ func newRmCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
 	return cmd
 }
-
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e *hintError) Error() string { return e.err.Error() }
-func (e *hintError) Unwrap() error { return e.err }
-func (e *hintError) Hint() string  { return e.hint }

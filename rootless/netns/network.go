@@ -117,10 +117,9 @@ func Create(opts Options) (n *Network, err error) {
 	cfg := holderConfig{Bridge: opts.Bridge, Addr: netip.PrefixFrom(n.gateway, n.subnet.Bits()), MTU: opts.MTU}
 	if outbound != OutboundNone {
 		if cfg.NFT, err = rootless.LookSbin(exec.LookPath, "nft"); err != nil {
-			return n, fmt.Errorf("create network: %w", &hintError{
-				err:  fmt.Errorf("outbound traffic is masqueraded with nft(8): %w", err),
-				hint: `sudo apt-get install nftables; or, in a project, [network] outbound = "none"`,
-			})
+			return n, fmt.Errorf("create network: %w", rootless.WithHint(
+				fmt.Errorf("outbound traffic is masqueraded with nft(8): %w", err),
+				`sudo apt-get install nftables; or, in a project, [network] outbound = "none"`))
 		}
 	}
 	var opaque map[string]string

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nook-dev/nook/rootless"
 	"github.com/vishvananda/netlink"
 )
 
@@ -59,10 +60,9 @@ func pickOutbound(o Outbound) (Outbound, error) {
 				return o, nil
 			}
 		}
-		return "", &hintError{
-			err:  errors.New("neither pasta nor slirp4netns is installed: containers cannot reach beyond their network"),
-			hint: `sudo apt-get install passt (or slirp4netns); or, in a project, [network] outbound = "none"`,
-		}
+		return "", rootless.WithHint(
+			errors.New("neither pasta nor slirp4netns is installed: containers cannot reach beyond their network"),
+			`sudo apt-get install passt (or slirp4netns); or, in a project, [network] outbound = "none"`)
 	}
 	return "", fmt.Errorf("unknown outbound %q", o)
 }
@@ -137,7 +137,7 @@ func startUplink(kind Outbound, nsPath string, opts Options) (*uplink, error) {
 		err := fmt.Errorf("start %s: exited during setup (%v): %s", kind, u.cmd.ProcessState, strings.TrimSpace(stderr.String()))
 		if strings.Contains(stderr.String(), "/dev/net/tun") {
 			// Machines without udev leave it 0600 (nook doctor checks it).
-			err = &hintError{err: err, hint: "sudo chmod 0666 /dev/net/tun"}
+			err = rootless.WithHint(err, "sudo chmod 0666 /dev/net/tun")
 		}
 		return nil, err
 	}
@@ -181,16 +181,6 @@ func (u *uplink) kill() {
 	u.cmd.Process.Kill()
 	<-u.done
 }
-
-// hintError is an error with the command that fixes it.
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e *hintError) Error() string { return e.err.Error() }
-func (e *hintError) Unwrap() error { return e.err }
-func (e *hintError) Hint() string  { return e.hint }
 
 // teeWriter writes to both; Log may be io.Discard.
 type teeWriter struct {
