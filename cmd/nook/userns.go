@@ -40,21 +40,21 @@ func init() {
 
 // inUserns marks a command as one that runs inside nook's user namespace.
 func inUserns(cmd *cobra.Command) *cobra.Command {
-	return annotate(cmd, annotUserns, "yes")
+	return markUserns(cmd, "yes")
 }
 
 // inUsernsUnlessReady marks a command that may run where it was started
 // when what it needs is ready (see runHere) and re-executes itself into
 // the namespace otherwise.
 func inUsernsUnlessReady(cmd *cobra.Command) *cobra.Command {
-	return annotate(cmd, annotUserns, "unless-ready")
+	return markUserns(cmd, "unless-ready")
 }
 
-func annotate(cmd *cobra.Command, key, value string) *cobra.Command {
+func markUserns(cmd *cobra.Command, how string) *cobra.Command {
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{}
 	}
-	cmd.Annotations[key] = value
+	cmd.Annotations[annotUserns] = how
 	return cmd
 }
 
