@@ -55,8 +55,10 @@ func RemoveAll(paths ...string) error {
 }
 
 // removeOwn is os.RemoveAll that also opens up folders this process owns
-// but may not read: overlay makes its work folder mode 000, and puts a
-// folder in it on a volatile mount.
+// but may not read: overlay makes its work folder mode 000, and on a
+// volatile mount nests two more such folders in it. It empties each
+// folder it opened up from there, so that no pass walks the tree above
+// it again.
 func removeOwn(p string) error {
 	for {
 		err := os.RemoveAll(p)
@@ -70,6 +72,11 @@ func removeOwn(p string) error {
 		}
 		if os.Chmod(pe.Path, 0o700) != nil {
 			return err
+		}
+		if pe.Path != p {
+			if err := removeOwn(pe.Path); err != nil {
+				return err
+			}
 		}
 	}
 }
