@@ -29,6 +29,10 @@ const entryInit = "container-init"
 
 func init() { Register(entryInit, initMain) }
 
+// envAwaitMaps is "true" for an init whose starter writes its id maps
+// after the clone: init then waits for the word that they are written.
+const envAwaitMaps = "_NOOK_AWAIT_MAPS"
+
 // Files init gets from its starter, after stdin, stdout and stderr.
 const (
 	initSpecFD    = 3 // the Spec as JSON; read to EOF
@@ -59,15 +63,17 @@ func initMain() int {
 	// lost. PID 1 ignores what it has no handler for, so catch them all.
 	// The Go runtime enables each signal with a round trip to a thread of
 	// its own (about 0.7 ms for all 65), so that runs while we wait for
-	// the spec (and our id maps) and mount; the main process (and any
-	// exec'd one) starts only after every handler, SIGCHLD's included, is
-	// in place.
+	// the spec (and our id maps), mount and start the main process.
 	sigs := make(chan os.Signal, 32)
 	notified := make(chan struct{})
 	go func() { signal.Notify(sigs); close(notified) }()
 
-	// The spec is one JSON line; with a private network, a second line
-	// says the monitor has attached it.
+	// The spec is one JSON line. A line "mapped" follows once our id maps
+	// are written, if our starter writes them now (nothing may be made
+	// before: overlayfs refuses a mounter whose ids are unmapped); with a
+	// private network, a line "attached" once our starter has attached it.
+	awaitMaps := os.Getenv(envAwaitMaps) == "true"
+	os.Unsetenv(envAwaitMaps)
 	specIn := bufio.NewReader(os.NewFile(initSpecFD, "spec"))
 	var spec Spec
 	line, err := specIn.ReadBytes('\n')
@@ -76,6 +82,11 @@ func initMain() int {
 	}
 	if err != nil {
 		return fail(exitSetup, fmt.Errorf("read spec: %w", err))
+	}
+	if awaitMaps {
+		if line, _ := specIn.ReadString('\n'); line != "mapped\n" {
+			return fail(exitSetup, errors.New("our id maps were not written"))
+		}
 	}
 	r := &reaper{waiting: map[int]chan int{}}
 	var execs *net.UnixListener
@@ -124,15 +135,18 @@ func initMain() int {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		defer slave.Close()
 	}
-	<-notified
-	if execs != nil {
-		go serveExec(execs, &spec, r)
-	}
 	r.mu.Lock()
 	err = startCleared(cmd)
 	r.mu.Unlock()
 	if err != nil {
 		return fail(exitCodeFor(err), fmt.Errorf("start %s: %w", spec.Process.Args[0], err))
+	}
+	// Our starter forwards signals only once we say "ok", and exec'd
+	// processes start only then, so neither can come before every
+	// handler is in place; a SIGCHLD may have (reap looks first).
+	<-notified
+	if execs != nil {
+		go serveExec(execs, &spec, r)
 	}
 	fmt.Fprintln(status, "ok")
 	status.Close()
@@ -262,9 +276,10 @@ func lookPath(file string, env []string) (string, error) {
 // reap is PID 1's loop: it reaps every child that exits, hands the status
 // of exec'd processes to their clients, forwards each signal to the main
 // process, and returns the main process's status as an exit code once it
-// has exited.
+// has exited. It looks for exited children before the first signal: the
+// main process starts before every handler is in place (see initMain).
 func (r *reaper) reap(main int, sigs chan os.Signal) int {
-	for sig := range sigs {
+	for sig := os.Signal(unix.SIGCHLD); ; sig = <-sigs {
 		switch sig {
 		case unix.SIGCHLD:
 		case unix.SIGURG: // the Go runtime's own preemption signal
@@ -292,7 +307,6 @@ func (r *reaper) reap(main int, sigs chan os.Signal) int {
 			r.exited(pid, status)
 		}
 	}
-	return exitSetup
 }
 
 // readAllLimited reads at most n bytes of r.

@@ -328,12 +328,15 @@ type pendingInit struct {
 	in                            *RunningInit
 	shape                         initShape
 	specW, statusR, consoleParent *os.File
+	// mapped, for an init in a user namespace of its own, says whether
+	// its id maps are written; nil once read.
+	mapped chan error
 }
 
 // spawnInit clones a container's init and returns once it waits for its
 // spec. via, for a caller outside any user namespace, makes init's user
-// namespace in the same clone, runs init from the init copy and installs
-// the maps before it returns.
+// namespace in the same clone and runs init from the init copy; its id
+// maps are written meanwhile, and start waits for them.
 func spawnInit(shape initShape, stdin io.Reader, stdout, stderr io.Writer, via *hostLaunch) (_ *pendingInit, err error) {
 	path := "/proc/self/fd/" + strconv.Itoa(initConsoleFD+1)
 	var self *os.File
@@ -379,7 +382,7 @@ func spawnInit(shape initShape, stdin io.Reader, stdout, stderr io.Writer, via *
 	cmd := &exec.Cmd{
 		Path:       path,
 		Args:       []string{"nook-init"},
-		Env:        []string{envSelf + "=" + entryInit},
+		Env:        []string{envSelf + "=" + entryInit, envAwaitMaps + "=" + strconv.FormatBool(via != nil)},
 		Stdin:      stdin,
 		Stdout:     stdout,
 		Stderr:     stderr,
@@ -411,11 +414,10 @@ func spawnInit(shape initShape, stdin io.Reader, stdout, stderr io.Writer, via *
 	}
 	p.in.Pid = cmd.Process.Pid
 	if via != nil {
-		// Init waits for its spec, so it runs mapped.
-		if err := writeMaps(via.newuidmap, via.newgidmap, p.in.Pid, &via.mapping); err != nil {
-			p.cancel()
-			return nil, initError("start container init", err)
-		}
+		// Init reads its spec meanwhile, and waits for the word that they
+		// are written before it mounts anything.
+		p.mapped = make(chan error, 1)
+		go func() { p.mapped <- writeMaps(via.newuidmap, via.newgidmap, p.in.Pid, &via.mapping) }()
 	}
 	return p, nil
 }
@@ -442,7 +444,20 @@ func (p *pendingInit) closeFiles() {
 func (p *pendingInit) cancel() {
 	p.in.cmd.Process.Kill() // first: init must not see EOF and report that instead
 	p.closeFiles()
+	if p.mapped != nil {
+		<-p.mapped // its pid stays init's (a zombie's) until Wait
+	}
 	p.in.Wait()
+}
+
+// awaitMaps waits for init's id maps, if it has some coming.
+func (p *pendingInit) awaitMaps() error {
+	if p.mapped == nil {
+		return nil
+	}
+	err := <-p.mapped
+	p.mapped = nil
+	return err
 }
 
 // start sends init its spec and returns once the main process runs. For
@@ -460,6 +475,13 @@ func (p *pendingInit) start(spec *Spec, attach func(pid int) error) (*RunningIni
 		return nil, errors.New("start container init: it was cloned for another spec")
 	}
 	err := json.NewEncoder(p.specW).Encode(spec)
+	if err == nil && p.mapped != nil {
+		if merr := p.awaitMaps(); merr != nil {
+			p.cancel()
+			return nil, initError("start container init", merr)
+		}
+		_, err = io.WriteString(p.specW, "mapped\n")
+	}
 	if err == nil && spec.Network == NetworkPrivate {
 		if aerr := attach(in.Pid); aerr != nil {
 			in.cmd.Process.Kill() // first: init must not see EOF and report that instead
