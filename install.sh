@@ -346,23 +346,33 @@ build_and_install() {
 	[[ $INSTALL_USER == "$CUR_USER" ]] || as_install=" as $INSTALL_USER"
 	log="$STAGE/build.log"
 
-	# The exact command: CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' ./cmd/nook.
-	# A static binary without symbols starts faster: every container start
-	# runs nook three or four times (CLI, namespace entry, monitor, init)
-	# and copies the binary into a sealed memfd for the init.
+	# The exact commands, for P in nook and nook-init:
+	#   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -X ...rootless.buildToken=T' ./cmd/P
+	# A static binary without symbols starts faster: a container start
+	# runs nook two to four times (CLI, namespace entry, monitor, init).
+	# nook-init is the init alone, which starts in half the time; nook
+	# takes it only with its own token T (rootless/initbinary.go), a hash
+	# of the source, so the same source builds the same binaries.
+	token=$(source_token)
 	build_once() {
-		(cd "$SRC_DIR" && run_as "$BUILD_USER" env GOTOOLCHAIN=local CGO_ENABLED=0 \
-			"$go" build -trimpath -ldflags='-s -w' "$@" -o "$STAGE/nook" ./cmd/nook) >"$log" 2>&1
+		local p
+		for p in nook nook-init; do
+			(cd "$SRC_DIR" && run_as "$BUILD_USER" env GOTOOLCHAIN=local CGO_ENABLED=0 \
+				"$go" build -trimpath -ldflags="-s -w -X github.com/nook-dev/nook/rootless.buildToken=$token" \
+				"$@" -o "$STAGE/$p" "./cmd/$p") >>"$log" 2>&1 || return
+		done
 	}
 	rc=0
+	: >"$log"
 	build_once || rc=$?
 	if ((rc)) && grep -qE 'error obtaining VCS status|dubious ownership' "$log"; then
 		# e.g. root building a checkout owned by someone else: git refuses to look at it.
 		rc=0
+		: >"$log"
 		build_once -buildvcs=false || rc=$?
 	fi
 	if ((rc)); then
-		report failed build "go build ./cmd/nook failed${as_build}:"
+		report failed build "go build ./cmd/nook ./cmd/nook-init failed${as_build}:"
 		grep -v '^go: downloading' "$log" | sed -n '1,20p' | while IFS= read -r line; do hint "| $line"; done
 		if grep -qE 'dial tcp|proxy|module lookup disabled' "$log"; then
 			hint "Go could not fetch nook's modules: check GOPROXY (go env GOPROXY) and the network," \
@@ -374,37 +384,51 @@ build_and_install() {
 		NOOK_STATE='build failed'
 		return
 	fi
-	report ok build "built ./cmd/nook${as_build} ($(du -k "$STAGE/nook" | cut -f1) KiB)"
+	report ok build "built ./cmd/nook and ./cmd/nook-init${as_build} ($(du -k "$STAGE/nook" | cut -f1) and $(du -k "$STAGE/nook-init" | cut -f1) KiB)"
 
-	if [[ -f $NOOK_BIN ]] && cmp -s "$STAGE/nook" "$NOOK_BIN"; then
-		report ok install "$NOOK_BIN is up to date (unchanged)"
-		NOOK_STATE="$NOOK_BIN (unchanged)"
-	else
-		local verb=installed
-		[[ -e $NOOK_BIN ]] && verb=updated
-		if [[ ! -d $BIN_DIR ]]; then
-			if ! run_as "$INSTALL_USER" mkdir -p -- "$BIN_DIR"; then
-				report failed install "could not create $BIN_DIR${as_install}"
-				NOOK_STATE='install failed'
-				return
-			fi
-			CHANGES+=("created $BIN_DIR")
-		fi
-		# install next to the target, then rename: atomic, and fine while nook is running.
-		if run_as "$INSTALL_USER" install -m 0755 -- "$STAGE/nook" "$BIN_DIR/.nook.new.$$" &&
-			run_as "$INSTALL_USER" mv -f -- "$BIN_DIR/.nook.new.$$" "$NOOK_BIN"; then
-			sum=$(sha256sum "$NOOK_BIN" | cut -c1-12)
-			report 'done' install "$verb $NOOK_BIN${as_install} (sha256 $sum...)"
-			CHANGES+=("$verb $NOOK_BIN")
-			NOOK_STATE="$NOOK_BIN ($verb)"
-		else
-			run_as "$INSTALL_USER" rm -f -- "$BIN_DIR/.nook.new.$$" 2>/dev/null || true
-			report failed install "could not write $NOOK_BIN${as_install}"
+	if [[ ! -d $BIN_DIR ]]; then
+		if ! run_as "$INSTALL_USER" mkdir -p -- "$BIN_DIR"; then
+			report failed install "could not create $BIN_DIR${as_install}"
 			NOOK_STATE='install failed'
 			return
 		fi
+		CHANGES+=("created $BIN_DIR")
 	fi
+	# nook-init first: a nook of the new build looks for it.
+	install_one nook-init && install_one nook || return
 	check_path
+}
+
+# install_one NAME installs $STAGE/NAME as $BIN_DIR/NAME unless that is the same file, and
+# sets NOOK_STATE. It returns 1 when it could not.
+install_one() {
+	local name=$1 target="$BIN_DIR/$1" verb=installed sum
+	if [[ -f $target ]] && cmp -s "$STAGE/$name" "$target"; then
+		report ok install "$target is up to date (unchanged)"
+		NOOK_STATE="$NOOK_BIN (unchanged)"
+		return 0
+	fi
+	[[ -e $target ]] && verb=updated
+	# install next to the target, then rename: atomic, and fine while nook is running.
+	if run_as "$INSTALL_USER" install -m 0755 -- "$STAGE/$name" "$BIN_DIR/.$name.new.$$" &&
+		run_as "$INSTALL_USER" mv -f -- "$BIN_DIR/.$name.new.$$" "$target"; then
+		sum=$(sha256sum "$target" | cut -c1-12)
+		report 'done' install "$verb $target${as_install} (sha256 $sum...)"
+		CHANGES+=("$verb $target")
+		NOOK_STATE="$NOOK_BIN ($verb)"
+		return 0
+	fi
+	run_as "$INSTALL_USER" rm -f -- "$BIN_DIR/.$name.new.$$" 2>/dev/null || true
+	report failed install "could not write $target${as_install}"
+	NOOK_STATE='install failed'
+	return 1
+}
+
+# source_token prints the build token: the first 32 hex digits of a hash of nook's Go
+# source (every .go file, go.mod and go.sum, with their paths).
+source_token() {
+	(cd "$SRC_DIR" && find . -path ./.git -prune -o -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 |
+		LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32)
 }
 
 if ((NO_BUILD)); then

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -122,10 +124,15 @@ func asUser(o options, table io.Writer) error {
 
 // buildBinaries puts nook, the floor and a copy of this program in dir,
 // and the tree's examples/ (rows 4 and 5 run them from copies). nook is
-// built as install.sh builds it: static and stripped.
+// built as install.sh builds it: static and stripped, with nook-init
+// next to it of the same build (one token for both, see
+// rootless/initbinary.go).
 func buildBinaries(repo, dir string) error {
-	for _, b := range []struct{ out, pkg string }{{"nook", "./cmd/nook"}, {"floor", "./bench/floor"}} {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
+	var raw [16]byte
+	rand.Read(raw[:])
+	token := hex.EncodeToString(raw[:])
+	for _, b := range []struct{ out, pkg string }{{"nook", "./cmd/nook"}, {"nook-init", "./cmd/nook-init"}, {"floor", "./bench/floor"}} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X github.com/nook-dev/nook/rootless.buildToken="+token, "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir, cmd.Stdout, cmd.Stderr = repo, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

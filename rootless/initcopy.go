@@ -24,7 +24,8 @@ import (
 // user's, which is the container's root, which could write it through
 // /proc/1/exe (CVE-2019-5736).
 //
-// So such inits run from the init copy: a copy of nook owned by the
+// So such inits run from the init copy: a copy of nook (of nook-init
+// when it comes with nook: see initbinary.go) owned by the
 // highest id of the user's subordinate ranges, mode 0555, which the
 // container's namespace leaves out of its mapping (launchMapping). To the
 // container's root that file belongs to nobody it can act for: it cannot
@@ -193,17 +194,16 @@ func makeInitCopy(dir, uidArg, gidArg string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	src, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return err
-	}
-	defer src.Close()
 	tmp, err := os.CreateTemp(dir, ".tmp-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // nothing left after the rename
-	_, err = io.Copy(tmp, src)
+	if data := sameBuildInit(); data != nil {
+		_, err = tmp.Write(data)
+	} else {
+		err = copySelfTo(tmp)
+	}
 	// Owner and mode before the name: no one may ever find a copy that
 	// its container's root could still change.
 	err = cmp.Or(err, tmp.Chown(uid, gid), tmp.Chmod(0o555), tmp.Sync(), tmp.Close())
@@ -214,6 +214,17 @@ func makeInitCopy(dir, uidArg, gidArg string) error {
 		return err
 	}
 	return pruneInitCopies(dir, key)
+}
+
+// copySelfTo copies this process's binary to dst.
+func copySelfTo(dst *os.File) error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	_, err = io.Copy(dst, src)
+	return err
 }
 
 // keepCopies is how many init copies a store keeps, the newest: two nook

@@ -14,8 +14,13 @@ import (
 )
 
 // nookBin is the nook binary built once for these tests, driven as a user
-// drives it.
-var nookBin string
+// drives it; nookInitBin is the nook-init built with it, next to it, as
+// install.sh installs them.
+var nookBin, nookInitBin string
+
+// testToken ties the two (see rootless/initbinary.go); otherToken is
+// another build's.
+const testToken, otherToken = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nook-cmd-test")
@@ -23,14 +28,21 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	nookBin = filepath.Join(dir, "nook")
-	if out, err := exec.Command("go", "build", "-o", nookBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build nook: %v\n%s", err, out)
-		os.Exit(1)
+	nookBin, nookInitBin = filepath.Join(dir, "nook"), filepath.Join(dir, "nook-init")
+	for _, b := range []struct{ out, pkg string }{{nookBin, "."}, {nookInitBin, "../nook-init"}} {
+		if out, err := buildWithToken(b.out, b.pkg, testToken); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildWithToken builds the package pkg to out with the build token.
+func buildWithToken(out, pkg, token string) ([]byte, error) {
+	return exec.Command("go", "build", "-ldflags=-X github.com/nook-dev/nook/rootless.buildToken="+token, "-o", out, pkg).CombinedOutput()
 }
 
 // nook runs the binary and returns stdout, stderr and the exit code.

@@ -496,7 +496,7 @@ func fileSHA256(t *testing.T, name string) string {
 // init copy, which the container's root does not own.
 func TestProcOneExeIsSealed(t *testing.T) {
 	c := newCtr(t)
-	before := fileSHA256(t, nookBin)
+	before, initSum := fileSHA256(t, nookBin), fileSHA256(t, nookInitBin)
 	mode := func(name string) os.FileMode {
 		t.Helper()
 		st, err := os.Stat(name)
@@ -524,15 +524,73 @@ func TestProcOneExeIsSealed(t *testing.T) {
 		if exe == nookBin {
 			t.Errorf("--network %s: readlink /proc/1/exe in the container = %q: init runs from the nook file on disk", network, exe)
 		}
-		// The init copy is a file on the host: it must be whole still.
+		// The init copy is a file on the host, a copy of the nook-init
+		// built with nook: it must be whole still.
 		if filepath.IsAbs(exe) && strings.HasPrefix(exe, c.root) {
-			if sum := fileSHA256(t, exe); sum != before {
-				t.Errorf("--network %s: init's file %s has sha256 %s, want nook's %s", network, exe, sum, before)
+			if sum := fileSHA256(t, exe); sum != initSum {
+				t.Errorf("--network %s: init's file %s has sha256 %s, want nook-init's %s", network, exe, sum, initSum)
 			}
 			if m := mode(exe); m != 0o555 {
 				t.Errorf("--network %s: init's file %s has mode %v, want -r-xr-xr-x", network, exe, m)
 			}
 		}
+	}
+}
+
+// An ordinary user's foreground container runs its init from a copy of
+// the nook-init built with nook; from a copy of nook itself when the
+// nook-init next to it is of another build, or missing.
+func TestInitCopyIsOfNookInitOfTheSameBuild(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root's containers start through a monitor, from nook's own binary: the init copy is an ordinary user's")
+	}
+	c := newCtr(t)
+	initFile := func(bin string) string { // the sha256 of what init runs from
+		t.Helper()
+		cmd := storeCmd(c.root, "", "run", "--rm", "--network", "none", "t/busybox", "readlink", "/proc/1/exe")
+		cmd.Path = bin
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s run ... readlink /proc/1/exe: %v", bin, err)
+		}
+		exe := strings.TrimSpace(string(out))
+		if !strings.HasPrefix(exe, c.root) {
+			t.Fatalf("%s: init runs from %s, not from an init copy in the store", bin, exe)
+		}
+		return fileSHA256(t, exe)
+	}
+	if got, want := initFile(nookBin), fileSHA256(t, nookInitBin); got != want {
+		t.Errorf("init's file has sha256 %s, want that of the nook-init built with nook (%s)", got, want)
+	}
+
+	// Copies of nook (each gets an init copy of its own: one is made per
+	// nook file) next to a nook-init of another build, then next to none.
+	dir := t.TempDir()
+	copyBinary(t, nookBin, filepath.Join(dir, "nook"))
+	if out, err := buildWithToken(filepath.Join(dir, "nook-init"), "../nook-init", otherToken); err != nil {
+		t.Fatalf("build nook-init: %v\n%s", err, out)
+	}
+	if got, want := initFile(filepath.Join(dir, "nook")), fileSHA256(t, nookBin); got != want {
+		t.Errorf("with a nook-init of another build, init's file has sha256 %s, want nook's own (%s)", got, want)
+	}
+	if err := os.Remove(filepath.Join(dir, "nook-init")); err != nil {
+		t.Fatal(err)
+	}
+	copyBinary(t, nookBin, filepath.Join(dir, "nook2"))
+	if got, want := initFile(filepath.Join(dir, "nook2")), fileSHA256(t, nookBin); got != want {
+		t.Errorf("with no nook-init, init's file has sha256 %s, want nook's own (%s)", got, want)
+	}
+}
+
+// copyBinary copies the executable src to dst.
+func copyBinary(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(dst, data, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
