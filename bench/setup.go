@@ -53,7 +53,7 @@ func asRoot(o options, table io.Writer) error {
 	if err := buildBinaries(o.repo, rootWork); err != nil {
 		return err
 	}
-	for _, f := range []string{"nook", "floor", "bench", "examples"} {
+	for _, f := range []string{"nook", "nook-init", "floor", "bench", "examples"} {
 		if err := chownTree(filepath.Join(rootWork, f), uid, gid); err != nil {
 			return err
 		}
