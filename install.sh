@@ -304,7 +304,7 @@ check_path() {
 }
 
 build_and_install() {
-	local go='' gov need log rc sum
+	local go='' gov need log rc token
 	section 'Build and install'
 
 	if ! go=$(find_tool go); then

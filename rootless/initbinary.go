@@ -7,15 +7,17 @@ import (
 )
 
 // A container's init needs only this package. Built alone, as
-// cmd/nook-init, it is a third of nook's size and starts in half the time
-// (1.2 ms less here); and an init that starts sooner is a container that
-// starts sooner, as init's own start, not the CLI's, is what its id maps
-// wait on. The init copy (initcopy.go) is made from nook-init when one of
-// the same build sits next to nook, else from nook itself.
+// cmd/nook-init, it is a third of nook's size and starts in 1.8 ms
+// against nook's 2.8 here. An ordinary user's foreground run waits on
+// that start: init reads its spec while its id maps are written, and
+// mounts once it has both. With nook-init, `nook run --rm --network none
+// IMG true` took 16.3 ms against 17.3 (medians of 150 alternating runs).
+// The init copy (initcopy.go) is made from nook-init when one of the same
+// build sits next to nook, else from nook itself.
 //
 // "The same build" is a token both binaries are built with:
 //
-//	go build -ldflags "-X github.com/nook-dev/nook/rootless.buildToken=T" ./cmd/nook ./cmd/nook-init
+//	go build -ldflags "-X github.com/nook-dev/nook/rootless.buildToken=T" -o DIR/ ./cmd/nook ./cmd/nook-init
 //
 // T is 32 hex digits, stored as is in both binaries, so nook checks
 // nook-init by looking for it there: of one length, no token is part of

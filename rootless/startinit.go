@@ -475,12 +475,16 @@ func (p *pendingInit) start(spec *Spec, attach func(pid int) error) (*RunningIni
 		return nil, errors.New("start container init: it was cloned for another spec")
 	}
 	err := json.NewEncoder(p.specW).Encode(spec)
-	if err == nil && p.mapped != nil {
+	if p.mapped != nil {
+		// Whatever happened to the spec: nothing may wait for init (and
+		// free its pid) while the helpers still write to it.
 		if merr := p.awaitMaps(); merr != nil {
 			p.cancel()
 			return nil, initError("start container init", merr)
 		}
-		_, err = io.WriteString(p.specW, "mapped\n")
+		if err == nil {
+			_, err = io.WriteString(p.specW, "mapped\n")
+		}
 	}
 	if err == nil && spec.Network == NetworkPrivate {
 		if aerr := attach(in.Pid); aerr != nil {
