@@ -246,7 +246,11 @@ func (cs *Containers) load(id string) (*Container, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNoContainer, id)
 	}
 	if err := readJSON(filepath.Join(dir, "state.json"), &c.State); err != nil {
-		return nil, fmt.Errorf("read container %s: %w", id, err)
+		// A container whose state cannot be read still shows, and rm
+		// removes it: hidden, its writable layer would stay for good. Its
+		// monitor's next save replaces the file.
+		c.State = State{Status: StatusExited, ExitCode: -1, Error: "its state cannot be read: " + err.Error()}
+		return c, nil
 	}
 	c.State = c.State.truthful()
 	return c, nil

@@ -306,6 +306,30 @@ func TestRunEcho(t *testing.T) {
 	}
 }
 
+// A container whose state file is unreadable (a crash, a bug, a hand
+// edit) still shows in ps -a, says why, and goes with rm: hidden, its
+// writable layer would stay on disk for good.
+func TestUnreadableStateShowsAndRemoves(t *testing.T) {
+	c := newCtr(t)
+	name := uniq("badstate")
+	c.removeAtEnd(name)
+	id := strings.TrimSpace(c.must("create", "--name", name, "t/busybox", "true"))
+	state := filepath.Join(c.root, "containers", id, "state.json")
+	if err := os.WriteFile(state, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if row := c.psRow(name); !strings.Contains(row, "Exited (unknown)") {
+		t.Errorf("nook ps -a shows %s, whose state.json is cut short, as %q, want Exited (unknown)", name, row)
+	}
+	if got := c.inspect(name); !strings.Contains(got.State.Error, "state cannot be read") {
+		t.Errorf("nook inspect %s: error %q, want it to say the state cannot be read", name, got.State.Error)
+	}
+	c.must("rm", name)
+	if _, err := os.Stat(filepath.Dir(state)); !os.IsNotExist(err) {
+		t.Errorf("after nook rm %s its folder is still there (%v)", name, err)
+	}
+}
+
 func TestExitCodesPassThrough(t *testing.T) {
 	c := newCtr(t)
 	tests := []struct {
