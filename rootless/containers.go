@@ -318,6 +318,40 @@ func (cs *Containers) Remove(c *Container) error {
 	return RemoveAll(c.Dir)
 }
 
+// RemoveLeftovers removes what removals cut short left behind: folders
+// of Root without a config.json (Remove deletes it first) and older than
+// age, so that a container Create is making meanwhile is spared. It
+// returns how many it removed.
+func (cs *Containers) RemoveLeftovers(age time.Duration) (int, error) {
+	ents, err := os.ReadDir(cs.Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, e := range ents {
+		dir := filepath.Join(cs.Root, e.Name())
+		if !isID(e.Name()) || !e.IsDir() {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "config.json")); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < age {
+			continue
+		}
+		if err := RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
 // SaveState records a container's state.
 func (c *Container) SaveState() error {
 	return writeJSON(filepath.Join(c.Dir, "state.json"), c.State)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -86,7 +87,7 @@ func newImportCmd(g *globals) *cobra.Command {
 func newPruneCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "prune",
-		Short: "Remove image data no image name references",
+		Short: "Remove image data no image name references, and what interrupted container removals left",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			rt, err := openRuntime()
@@ -110,7 +111,12 @@ func newPruneCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "Removed %d blobs (%s), %d unpacked layers, %d cache entries\n",
 				rep.Blobs, humanSize(rep.Bytes), rep.Unpacked, rep.CacheEntries)
-			return nil
+			// A minute: a container being created now has no config yet.
+			n, err := rt.Containers.RemoveLeftovers(time.Minute)
+			if n > 0 {
+				fmt.Fprintf(g.stdout, "Removed %d container folders that interrupted removals left\n", n)
+			}
+			return err
 		},
 	}
 }
