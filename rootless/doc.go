@@ -36,7 +36,8 @@
 // ordinary user's CLI running a container in the foreground skips the
 // namespace and the monitor: it clones init straight into a user
 // namespace of its own, whose mapping leaves out the highest subordinate
-// id, and runs it from the init copy, a copy of nook that id owns (see
-// initcopy.go). One Go process start fewer, which is most of what
-// `nook run` costs.
+// id, and runs it from the init copy, a copy that id owns of nook-init
+// (the init alone, where one of nook's build sits beside it: see
+// initbinary.go) or of nook (see initcopy.go). One Go process start
+// fewer, which is most of what `nook run` costs.
 package rootless
