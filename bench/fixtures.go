@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
 // The busybox project: one copy step of the rootfs every tool shares.
@@ -28,6 +30,19 @@ func (b *bench) crunFlags() []string {
 }
 
 func (b *bench) bundle() string { return filepath.Join(b.work, "bundle") }
+
+// rangeBundle is bundle with nook's id mapping (the user's uid as 0, the
+// subordinate ranges from 1), for which crun runs newuidmap and
+// newgidmap as nook does; "" where the user has no subordinate range.
+func (b *bench) rangeBundle() string {
+	if _, err := os.Stat(filepath.Join(b.work, "bundle-range", "config.json")); err != nil {
+		return ""
+	}
+	return filepath.Join(b.work, "bundle-range")
+}
+
+// crunRange names the crun that maps nook's ids.
+const crunRange = "crun (nook's id range)"
 
 // prepare makes the shared rootfs and gives it to each tool in its form,
 // removes containers a killed earlier run left, and probes each peer once.
@@ -156,6 +171,34 @@ func (b *bench) makeBundle() error {
 	process["args"] = []string{"/bin/true"}
 	process["terminal"] = false
 	root["path"] = b.rootfs
+	if err := writeSpec(path, spec); err != nil {
+		return err
+	}
+
+	// The same with nook's mapping, where the user has one.
+	ranged := filepath.Join(b.work, "bundle-range")
+	os.RemoveAll(ranged)
+	m, err := rootless.HostMapping()
+	linux, _ := spec["linux"].(map[string]any)
+	if err != nil || m.Kind != rootless.MapSubIDs || linux == nil {
+		return nil
+	}
+	maps := func(ms []rootless.IDMap) []map[string]uint32 {
+		var out []map[string]uint32
+		for _, e := range ms {
+			out = append(out, map[string]uint32{"containerID": e.ContainerID, "hostID": e.HostID, "size": e.Size})
+		}
+		return out
+	}
+	linux["uidMappings"], linux["gidMappings"] = maps(m.UIDs), maps(m.GIDs)
+	if err := os.MkdirAll(ranged, 0o755); err != nil {
+		return err
+	}
+	return writeSpec(filepath.Join(ranged, "config.json"), spec)
+}
+
+// writeSpec writes an OCI runtime spec.
+func writeSpec(path string, spec map[string]any) error {
 	out, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
 		return err

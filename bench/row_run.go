@@ -28,7 +28,8 @@ func networkedRunContenders(b *bench) []contender {
 
 // runContenders are the tools able to start a container from the shared
 // rootfs, each in its plainest form and without a network: nook and
-// podman from their stores, crun from a ready bundle, bwrap with a bind
+// podman from their stores, crun from a ready bundle (and from one that
+// maps nook's ids, the user's subordinate ranges), bwrap with a bind
 // mount, the floor with an overlay.
 func runContenders(b *bench) []contender {
 	cs := []contender{{tool: "nook", run: func() error {
@@ -40,12 +41,18 @@ func runContenders(b *bench) []contender {
 		}})
 	}
 	if b.have("crun") {
-		n := 0
-		cs = append(cs, contender{tool: "crun", run: func() error {
-			n++ // crun run deletes the container when it exits; ids stay unique anyway
-			id := fmt.Sprintf("nb-%d-%d", os.Getpid(), n)
-			return b.cmd(b.bundle(), "crun", append(b.crunFlags(), "run", "--bundle", b.bundle(), id)...)
-		}})
+		n := 0 // crun run deletes the container when it exits; ids stay unique anyway
+		crun := func(tool, bundle string) contender {
+			return contender{tool: tool, run: func() error {
+				n++
+				id := fmt.Sprintf("nb-%d-%d", os.Getpid(), n)
+				return b.cmd(bundle, "crun", append(b.crunFlags(), "run", "--bundle", bundle, id)...)
+			}}
+		}
+		cs = append(cs, crun("crun", b.bundle()))
+		if dir := b.rangeBundle(); dir != "" && !b.broken[crunRange] {
+			cs = append(cs, crun(crunRange, dir))
+		}
 	}
 	if b.have("bwrap") {
 		cs = append(cs, contender{tool: "bwrap", run: func() error {
