@@ -116,7 +116,7 @@ func (rt *Runtime) lockProject(name string) (func(), error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &hinted{err: fmt.Errorf("project %s is already being brought up or down by another nook", name), hint: "wait for it to finish, then run the command again"}
+			return nil, rootless.WithHint(fmt.Errorf("project %s is already being brought up or down by another nook", name), "wait for it to finish, then run the command again")
 		}
 		return nil, err
 	}

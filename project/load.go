@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+
+	"github.com/nook-dev/nook/rootless"
 )
 
 // FileName is the project file nook looks for.
@@ -117,10 +119,8 @@ func findFiles(opts Options) (files []string, dir string, err error) {
 	if opts.Dir != "" {
 		where = "in " + displayPath(base)
 	}
-	return nil, "", &hinted{
-		err:  fmt.Errorf("find project: no %s %s", FileName, where),
-		hint: "run nook in a project folder, pass -C DIR, or create " + FileName + " (see docs/nook.toml.md)",
-	}
+	return nil, "", rootless.WithHint(fmt.Errorf("find project: no %s %s", FileName, where),
+		"run nook in a project folder, pass -C DIR, or create "+FileName+" (see docs/nook.toml.md)")
 }
 
 // readCapped reads a project file, refusing one larger than maxFileSize
@@ -183,13 +183,3 @@ func displayPath(p string) string {
 	}
 	return p
 }
-
-// hinted is an error with a fix the CLI prints as "hint: ...".
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h *hinted) Error() string { return h.err.Error() }
-func (h *hinted) Unwrap() error { return h.err }
-func (h *hinted) Hint() string  { return h.hint }

@@ -231,7 +231,7 @@ func (rt *Runtime) serviceImage(p *Project, ctr *Container) (v1.Hash, error) {
 	}
 	d, err := rt.Store.Resolve(ref)
 	if errors.Is(err, layers.ErrNotFound) && p.Images[ctr.Image] != nil {
-		return d, &hinted{err: fmt.Errorf("image %s is not built", ref), hint: "run nook up without --no-build, or nook build"}
+		return d, rootless.WithHint(fmt.Errorf("image %s is not built", ref), "run nook up without --no-build, or nook build")
 	}
 	return d, err
 }
