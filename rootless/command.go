@@ -214,7 +214,7 @@ func (c *Cmd) startLocked(cmd *exec.Cmd) error {
 		c.sigs = make(chan os.Signal, 4)
 		signal.Notify(c.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	}
-	done, err := startOnLockedThread(cmd, nil)
+	done, err := startOnLockedThread(cmd)
 	if err != nil {
 		c.stopForwarding()
 		return err
@@ -246,18 +246,12 @@ func (c *Cmd) stopForwarding() {
 // on the returned channel. Pdeathsig fires when the thread that forked the
 // child exits, not the process (golang/go#27505), and the Go runtime may
 // retire an idle unlocked thread at any time.
-func startOnLockedThread(cmd *exec.Cmd, prepare func() error) (chan error, error) {
+func startOnLockedThread(cmd *exec.Cmd) (chan error, error) {
 	started := make(chan error, 1)
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if prepare != nil {
-			if err := prepare(); err != nil {
-				started <- err
-				return
-			}
-		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return

@@ -406,7 +406,7 @@ func spawnInit(shape initShape, stdin io.Reader, stdout, stderr io.Writer, via *
 	// Init keeps any ambient capabilities its starter has: a monitor
 	// that is the user's own id in a keep-id namespace has no others to
 	// give it. It clears them before it starts the container's processes.
-	p.in.done, err = startOnLockedThread(cmd, nil)
+	p.in.done, err = startOnLockedThread(cmd)
 	closeAll(files) // the child's ends
 	files = nil
 	if err != nil {
