@@ -333,10 +333,10 @@ func (cs *Containers) RemoveLeftovers(age time.Duration) (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range ents {
-		dir := filepath.Join(cs.Root, e.Name())
 		if !isID(e.Name()) || !e.IsDir() {
 			continue
 		}
+		dir := filepath.Join(cs.Root, e.Name())
 		if _, err := os.Lstat(filepath.Join(dir, "config.json")); !errors.Is(err, os.ErrNotExist) {
 			continue
 		}

@@ -230,11 +230,7 @@ func (m *monitor) spawn() spawned {
 			return s
 		}
 	}
-	var stdin io.Reader
-	if m.withStdin && !m.c.Spec.Process.Terminal {
-		stdin = os.Stdin
-	}
-	return spawnWithPipes(shapeOf(&m.c.Spec), stdin, m.via)
+	return spawnWithPipes(shapeOf(&m.c.Spec), m.withStdin, m.via)
 }
 
 // connector returns how to attach the container's private network at

@@ -50,11 +50,7 @@ func (cs *Containers) Prestart(m Mapping, network string, terminal, stdin bool) 
 		withStdin: stdin,
 		done:      make(chan spawned, 1),
 	}
-	var in io.Reader
-	if stdin && !terminal {
-		in = os.Stdin
-	}
-	go func() { pre.done <- spawnWithPipes(pre.shape, in, via) }()
+	go func() { pre.done <- spawnWithPipes(pre.shape, stdin, via) }()
 	return pre
 }
 
@@ -87,8 +83,13 @@ func (pre *Prestarted) Cancel() {
 }
 
 // spawnWithPipes is spawnInit with pipes for the container's stdout and
-// stderr, whose read ends it returns.
-func spawnWithPipes(shape initShape, stdin io.Reader, via *hostLaunch) spawned {
+// stderr, whose read ends it returns. withStdin passes ours on, unless
+// the container has a terminal (whose input comes through its master).
+func spawnWithPipes(shape initShape, withStdin bool, via *hostLaunch) spawned {
+	var stdin io.Reader
+	if withStdin && !shape.terminal {
+		stdin = os.Stdin
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return spawned{err: err}
